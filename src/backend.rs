@@ -1,0 +1,174 @@
+//! What an evaluation backend takes and returns: the GPU engine and the CPU reference both implement
+//! [`Backend`], so every method built on top (IG, adaptive placement, metrics) runs on either.
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::schedule::PathPlan;
+use serde::Serialize;
+
+/// Images to explain, each flattened to `dim = C * H * W` values.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    pub inputs: Vec<f32>,
+    pub baselines: Vec<f32>,
+    /// The logit explained, per image.
+    pub targets: Vec<usize>,
+    pub dim: usize,
+}
+
+impl Batch {
+    /// Checks sizes, finiteness and targets against the model.
+    pub fn new(
+        model: &Model,
+        inputs: Vec<f32>,
+        baselines: Vec<f32>,
+        targets: Vec<usize>,
+    ) -> Result<Batch> {
+        let dim = model.input_len();
+        let n = targets.len();
+        if n == 0 {
+            return Err(Error::Input("no images to explain".into()));
+        }
+        for (what, v) in [("inputs", &inputs), ("baselines", &baselines)] {
+            if v.len() != n * dim {
+                return Err(Error::Input(format!(
+                    "{what} hold {} values but {n} image(s) of shape {:?} need {}",
+                    v.len(),
+                    model.input_shape(),
+                    n * dim
+                )));
+            }
+            check_finite(what, v, dim)?;
+        }
+        let classes = model.classes();
+        if let Some((i, t)) = targets.iter().enumerate().find(|(_, t)| **t >= classes) {
+            return Err(Error::Input(format!(
+                "target {t} of image {i} is out of range: the model has {classes} outputs (0..{})",
+                classes - 1
+            )));
+        }
+        Ok(Batch {
+            inputs,
+            baselines,
+            targets,
+            dim,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+}
+
+/// Fails on the first NaN or infinity, naming the image and position.
+pub fn check_finite(what: &str, values: &[f32], dim: usize) -> Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(k) => Err(Error::Input(format!(
+            "{what}: value {} of image {} is {} (inputs must be finite)",
+            k % dim,
+            k / dim,
+            values[k]
+        ))),
+    }
+}
+
+/// What ran where, and how the work was cut.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct RunStats {
+    /// "gpu" or "cpu".
+    pub backend: String,
+    /// Adapter and graphics API, e.g. "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan".
+    pub device: String,
+    pub groups: usize,
+    pub chunks: usize,
+    pub dispatches: usize,
+    pub submissions: usize,
+    pub readbacks: usize,
+    pub gradient_rows: usize,
+    pub forward_rows: usize,
+}
+
+impl RunStats {
+    pub fn add(&mut self, other: &RunStats) {
+        self.groups += other.groups;
+        self.chunks += other.chunks;
+        self.dispatches += other.dispatches;
+        self.submissions += other.submissions;
+        self.readbacks += other.readbacks;
+        self.gradient_rows += other.gradient_rows;
+        self.forward_rows += other.forward_rows;
+    }
+}
+
+/// The result of evaluating path plans.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    /// Per image and input value: (x - b) * sum_k w_k dF/dx(b + alpha_k (x - b)).
+    pub attributions: Vec<f64>,
+    /// Per image, per gradient point: F at the point.
+    pub gradient_f: Vec<Vec<f64>>,
+    /// Per image, per gradient point: the L2 norm of dF/dx at the point.
+    pub gradient_norm: Vec<Vec<f64>>,
+    /// Per image, per forward point: F at the point.
+    pub forward_f: Vec<Vec<f64>>,
+    pub stats: RunStats,
+}
+
+impl Evaluation {
+    /// An empty result shaped for `plans`, to be filled in by a backend.
+    pub fn zeros(plans: &[PathPlan], dim: usize) -> Evaluation {
+        Evaluation {
+            attributions: vec![0.0; plans.len() * dim],
+            gradient_f: plans.iter().map(|p| vec![0.0; p.gradient.len()]).collect(),
+            gradient_norm: plans.iter().map(|p| vec![0.0; p.gradient.len()]).collect(),
+            forward_f: plans.iter().map(|p| vec![0.0; p.forward.len()]).collect(),
+            stats: RunStats::default(),
+        }
+    }
+}
+
+/// Something that evaluates a model along straight-line paths: the GPU engine or the CPU reference.
+pub trait Backend {
+    fn model(&self) -> &Model;
+
+    /// Evaluates every image's plan: gradient points forward and backward, forward points forward only.
+    fn evaluate(&mut self, batch: &Batch, plans: &[PathPlan]) -> Result<Evaluation>;
+
+    /// The logits of each image (`inputs` holds whole images, `model.input_len()` values each).
+    fn logits(&mut self, inputs: &[f32]) -> Result<Vec<Vec<f64>>>;
+
+    /// Adapter and API, or "cpu (f64)".
+    fn device(&self) -> String;
+}
+
+/// Checks that there is one plan per image and that every alpha is in [0, 1] and every weight finite.
+pub fn check_plans(batch: &Batch, plans: &[PathPlan]) -> Result<()> {
+    if plans.len() != batch.len() {
+        return Err(Error::Input(format!(
+            "{} plans for {} images",
+            plans.len(),
+            batch.len()
+        )));
+    }
+    for (i, p) in plans.iter().enumerate() {
+        let alphas = p.gradient.alphas.iter().chain(&p.forward);
+        if let Some(a) = alphas.into_iter().find(|a| !(0.0..=1.0).contains(*a)) {
+            return Err(Error::Input(format!(
+                "image {i}: alpha {a} is outside [0, 1]"
+            )));
+        }
+        if p.gradient.alphas.len() != p.gradient.weights.len()
+            || p.gradient.weights.iter().any(|w| !w.is_finite())
+        {
+            return Err(Error::Input(format!(
+                "image {i}: quadrature weights are missing or not finite"
+            )));
+        }
+    }
+    Ok(())
+}

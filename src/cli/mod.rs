@@ -1,0 +1,97 @@
+//! Subcommands of the `gig` binary and the options they share.
+
+pub mod attribute;
+pub mod info;
+
+use gig::gpu::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, Gpu, GpuOptions};
+use gig::{Backend, CpuBackend, Error, Model, Result};
+
+/// Where to run: `--backend` and `--adapter` (falling back to WGPU_BACKEND and WGPU_ADAPTER_NAME).
+#[derive(clap::Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// vulkan, metal, dx12, gl, or cpu (the f64 reference, for checking)
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Use the adapter whose name contains this (case-insensitive), e.g. llvmpipe or nvidia
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Device memory gig may use for one chunk's buffers, e.g. 512M or 2G
+    #[arg(long, value_parser = parse_bytes, default_value_t = DEFAULT_MAX_MEMORY)]
+    pub max_memory: u64,
+}
+
+impl DeviceArgs {
+    pub fn is_cpu(&self) -> bool {
+        self.backend.as_deref() == Some("cpu")
+    }
+
+    pub fn gpu_options(&self) -> GpuOptions {
+        GpuOptions {
+            backend: self.backend.clone(),
+            adapter: self.adapter.clone(),
+        }
+    }
+
+    /// The GPU engine, or the CPU reference for `--backend cpu`.
+    pub fn backend(&self, model: &Model) -> Result<Box<dyn Backend>> {
+        if self.is_cpu() {
+            return Ok(Box::new(CpuBackend::new(model)));
+        }
+        let gpu = Gpu::new(&self.gpu_options())?;
+        let options = EngineOptions {
+            max_memory: self.max_memory,
+            ..EngineOptions::default()
+        };
+        Ok(Box::new(Engine::new(&gpu, model, options)?))
+    }
+}
+
+/// `1048576`, `512K`, `512M`, `2G` (binary units).
+pub fn parse_bytes(text: &str) -> std::result::Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, ""),
+    };
+    let shift = match unit
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        _ => return Err(format!("`{text}`: unknown unit (use K, M or G)")),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size"))?;
+    n.checked_shl(shift)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("`{text}` is not a usable size"))
+}
+
+/// Loads the model named on the command line.
+pub fn load_model(path: &std::path::Path) -> Result<Model> {
+    if !path.exists() {
+        return Err(Error::Input(format!(
+            "model file {} does not exist",
+            path.display()
+        )));
+    }
+    Model::load(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_bytes("512M"), Ok(512 << 20));
+        assert_eq!(super::parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(super::parse_bytes("4096"), Ok(4096));
+        assert!(super::parse_bytes("0").is_err());
+        assert!(super::parse_bytes("3T").is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! The `gig` command line: `gig info`, `gig attribute`.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "gig",
+    version,
+    about = "Integrated Gradients for image CNNs on the GPU (wgpu)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List adapters, the one gig would pick, and its limits and features.
+    Info(cli::info::Args),
+    /// Attribute a model's output to its input pixels with Integrated Gradients.
+    Attribute(cli::attribute::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info(args) => cli::info::run(args),
+        Command::Attribute(args) => cli::attribute::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}

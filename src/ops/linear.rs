@@ -1,0 +1,25 @@
+//! Linear: CPU twin of shaders/linear_forward.wgsl and shaders/linear_backward.wgsl.
+//!
+//! Weights are `[out, in]` as in PyTorch.
+
+use super::Params64;
+use crate::model::Linear;
+
+pub fn forward(l: &Linear, p: &Params64, x: &[f64]) -> Vec<f64> {
+    (0..l.out_features)
+        .map(|o| {
+            let row = &p.weight[o * l.in_features..(o + 1) * l.in_features];
+            row.iter().zip(x).map(|(w, v)| w * v).sum::<f64>() + p.bias(o)
+        })
+        .collect()
+}
+
+pub fn backward(l: &Linear, p: &Params64, gout: &[f64]) -> Vec<f64> {
+    (0..l.in_features)
+        .map(|i| {
+            (0..l.out_features)
+                .map(|o| p.weight[o * l.in_features + i] * gout[o])
+                .sum()
+        })
+        .collect()
+}

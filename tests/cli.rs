@@ -1,0 +1,296 @@
+//! The `gig` binary: the README's main command works, and bad input gives a clear error and a non-zero
+//! exit, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const MODEL: &str = "assets/mnist_cnn.safetensors";
+const DIGIT: &str = "assets/digits/7.png";
+
+fn gig(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gig"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gig-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn text(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// Fails unless the command exited non-zero with `needle` in its error message and no panic.
+fn fails_with(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "expected failure containing `{needle}`"
+    );
+    assert!(err.contains(needle), "stderr lacks `{needle}`:\n{err}");
+    assert!(!err.contains("panicked"), "panic:\n{err}");
+}
+
+fn npy_shape(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let t = gig::Tensor::read_npy(path).unwrap();
+    (t.shape, t.data)
+}
+
+#[test]
+fn attribute_on_the_shipped_model_and_digit() {
+    let dir = scratch("main");
+    let (out, heat) = (dir.join("a.npy"), dir.join("h.png"));
+    let o = gig(&[
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        DIGIT,
+        "--out",
+        &text(&out),
+        "--heatmap",
+        &text(&heat),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (shape, values) = npy_shape(&out);
+    assert_eq!(shape, vec![1, 1, 28, 28]);
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    let j = &lines[0];
+    assert_eq!(
+        j["target"], 7,
+        "the shipped model should predict the shipped 7"
+    );
+    let sum: f64 = values.iter().map(|&v| v as f64).sum();
+    assert!((j["attribution_sum"].as_f64().unwrap() - sum).abs() < 1e-3);
+    let delta = j["attribution_sum"].as_f64().unwrap()
+        - (j["f_input"].as_f64().unwrap() - j["f_baseline"].as_f64().unwrap());
+    assert!((j["delta"].as_f64().unwrap() - delta).abs() < 1e-9);
+    assert_eq!(j["path"]["f"].as_array().unwrap().len(), 50);
+    assert_eq!(j["path"]["grad_norm"].as_array().unwrap().len(), 50);
+    assert_eq!(j["run"]["backend"], "gpu");
+    assert!(j["run"]["device"].as_str().unwrap().contains(" on "));
+    assert_eq!(j["run"]["chunks"], 1);
+    assert!(image::open(&heat).is_ok());
+}
+
+#[test]
+fn several_inputs_targets_baselines_and_the_cpu_backend() {
+    let dir = scratch("many");
+    let (gpu_out, cpu_out) = (dir.join("g.npy"), dir.join("c.npy"));
+    let common = [
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        "assets/digits/3.png",
+        "assets/digits/8.png",
+        "--target",
+        "3,8",
+        "--baseline",
+        "blur",
+        "--method",
+        "riemann_trapezoid",
+        "--steps",
+        "24",
+    ];
+    let g = gig(&[&common[..], &["--out", &text(&gpu_out)]].concat());
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    let c = gig(&[&common[..], &["--out", &text(&cpu_out), "--backend", "cpu"]].concat());
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let (gs, gv) = npy_shape(&gpu_out);
+    let (_, cv) = npy_shape(&cpu_out);
+    assert_eq!(gs, vec![2, 1, 28, 28]);
+    let diff: f32 = gv
+        .iter()
+        .zip(&cv)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>()
+        .sqrt();
+    let norm: f32 = cv.iter().map(|b| b * b).sum::<f32>().sqrt();
+    assert!(diff / norm < 1e-5, "GPU vs CPU relative L2 {}", diff / norm);
+}
+
+#[test]
+fn info_lists_the_chosen_adapter() {
+    let o = gig(&["info"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        s.contains("chosen:") && s.contains("max_storage_buffer_binding_size"),
+        "{s}"
+    );
+}
+
+#[test]
+fn bad_model_files() {
+    let dir = scratch("model");
+    let bytes = std::fs::read(MODEL).unwrap();
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    let out = text(&dir.join("a.npy"));
+    let o = gig(&[
+        "attribute",
+        "--model",
+        &text(&truncated),
+        "--input",
+        DIGIT,
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, "not a valid safetensors file");
+
+    // Same tensors, architecture claiming a different first conv.
+    let model = gig::Model::load(MODEL).unwrap();
+    let wrong = dir.join("wrong.safetensors");
+    let mut st = std::fs::read(MODEL).unwrap();
+    let arch = model.arch();
+    let header_len = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(st[8..8 + header_len].to_vec()).unwrap();
+    let changed = header.replace(
+        &arch,
+        &arch.replacen("conv(1,16,3,p1)", "conv(1,16,5,p2)", 1),
+    );
+    assert_eq!(changed.len(), header.len());
+    st.splice(8..8 + header_len, changed.into_bytes());
+    std::fs::write(&wrong, st).unwrap();
+    let o = gig(&[
+        "attribute",
+        "--model",
+        &text(&wrong),
+        "--input",
+        DIGIT,
+        "--out",
+        &out,
+    ]);
+    fails_with(
+        &o,
+        "tensor `0.weight` has shape [16, 1, 3, 3] but the layer needs [16, 1, 5, 5]",
+    );
+
+    let o = gig(&[
+        "attribute",
+        "--model",
+        "no/such/model.safetensors",
+        "--input",
+        DIGIT,
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, "does not exist");
+}
+
+#[test]
+fn bad_arguments() {
+    let dir = scratch("args");
+    let out = text(&dir.join("a.npy"));
+    let base = [
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        DIGIT,
+        "--out",
+        &out,
+    ];
+    let with = |extra: &[&str]| gig(&[&base[..], extra].concat());
+    fails_with(
+        &with(&["--target", "10"]),
+        "target 10 of image 0 is out of range",
+    );
+    fails_with(
+        &with(&["--target", "3,4"]),
+        "2 targets given for 1 image(s)",
+    );
+    fails_with(
+        &with(&["--target", "seven"]),
+        "target `seven` is not a class index",
+    );
+    fails_with(&with(&["--steps", "0"]), "needs at least 1 step(s), got 0");
+    fails_with(
+        &with(&["--method", "riemann_trapezoid", "--steps", "1"]),
+        "riemann_trapezoid needs at least 2",
+    );
+    fails_with(&with(&["--method", "simpson"]), "unknown method `simpson`");
+    fails_with(&with(&["--baseline", "grey"]), "baseline `grey`");
+    fails_with(&with(&["--backend", "cuda"]), "unknown backend `cuda`");
+    fails_with(
+        &with(&["--adapter", "no-such-gpu-anywhere"]),
+        "no adapter name contains",
+    );
+}
+
+#[test]
+fn bad_inputs() {
+    let dir = scratch("inputs");
+    let out = text(&dir.join("a.npy"));
+    let big = dir.join("big.png");
+    image::GrayImage::new(32, 30).save(&big).unwrap();
+    let o = gig(&[
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        &text(&big),
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, "is 32x30 pixels (width x height) but the model takes");
+
+    let nan = dir.join("nan.npy");
+    let mut values = vec![0.5f32; 784];
+    values[100] = f32::NAN;
+    gig::Tensor::new(vec![1, 1, 28, 28], values)
+        .unwrap()
+        .write_npy(&nan)
+        .unwrap();
+    let o = gig(&[
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        &text(&nan),
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, "value 100 of image 0 is NaN");
+
+    let wrong = dir.join("wrong.npy");
+    gig::Tensor::new(vec![2, 3, 28, 28], vec![0.0; 2 * 3 * 784])
+        .unwrap()
+        .write_npy(&wrong)
+        .unwrap();
+    let o = gig(&[
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        &text(&wrong),
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, "holds images of shape [3, 28, 28] but the model takes");
+
+    let garbage = dir.join("garbage.npy");
+    std::fs::write(&garbage, b"not numpy").unwrap();
+    let o = gig(&[
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        &text(&garbage),
+        "--out",
+        &out,
+    ]);
+    fails_with(&o, "not a valid .npy file");
+}

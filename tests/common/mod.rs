@@ -1,0 +1,36 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use gig::{Engine, EngineOptions, Gpu, GpuOptions, Model};
+use rand::{RngExt, SeedableRng};
+use std::sync::OnceLock;
+
+/// One device per test binary (lavapipe in CI).
+pub fn gpu() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        Gpu::new(&GpuOptions::default()).expect("no wgpu adapter; install mesa-vulkan-drivers")
+    })
+}
+
+pub fn engine(model: &Model) -> Engine {
+    Engine::new(gpu(), model, EngineOptions::default()).unwrap()
+}
+
+/// |a - b| / |b| in the L2 norm.
+pub fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let norm: f64 = b.iter().map(|y| y * y).sum();
+    (diff / norm.max(1e-300)).sqrt()
+}
+
+/// Uniform values in [lo, hi), seeded.
+pub fn uniform(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    (0..n).map(|_| rng.random_range(lo..hi)).collect()
+}
+
+pub fn to_f64(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}

@@ -1,0 +1,294 @@
+//! Integrated Gradients on the GPU against the CPU f64 reference, closed forms and the chunking rules.
+
+mod common;
+use common::*;
+use gig::backend::Batch;
+use gig::quadrature::Rule;
+use gig::{Backend, CpuBackend, Engine, EngineOptions, Model, integrated_gradients};
+
+fn batch(model: &Model, n: usize, seed: u64) -> Batch {
+    let dim = model.input_len();
+    let targets = (0..n).map(|i| i % model.classes()).collect();
+    Batch::new(
+        model,
+        uniform(n * dim, 0.0, 1.0, seed),
+        uniform(n * dim, 0.0, 0.2, seed + 1),
+        targets,
+    )
+    .unwrap()
+}
+
+#[test]
+fn gpu_matches_cpu_for_every_rule() {
+    let model = Model::random_from_arch(
+        "conv(1,4,3,p1) relu maxpool2 conv(4,6,3,p1) relu avgpool2 flatten linear(54,16) relu linear(16,5)",
+        [1, 12, 12],
+        1,
+    )
+    .unwrap();
+    let b = batch(&model, 3, 10);
+    let mut gpu = engine(&model);
+    let mut cpu = CpuBackend::new(&model);
+    for rule in Rule::ALL {
+        let q = rule.nodes(20).unwrap();
+        let g = integrated_gradients(&mut gpu, &b, &q).unwrap();
+        let c = integrated_gradients(&mut cpu, &b, &q).unwrap();
+        let err = rel_l2(&g.values, &c.values);
+        assert!(err < 1e-5, "{rule}: relative L2 {err}");
+        for (gi, ci) in g.images.iter().zip(&c.images) {
+            assert!((gi.f_input - ci.f_input).abs() < 1e-5 * (1.0 + ci.f_input.abs()));
+            assert!((gi.f_baseline - ci.f_baseline).abs() < 1e-5 * (1.0 + ci.f_baseline.abs()));
+            for k in 0..q.len() {
+                assert!((gi.path.f[k] - ci.path.f[k]).abs() < 1e-5 * (1.0 + ci.path.f[k].abs()));
+                assert!(
+                    (gi.path.grad_norm[k] - ci.path.grad_norm[k]).abs()
+                        < 1e-5 * (1.0 + ci.path.grad_norm[k])
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_model_gives_exact_ig() {
+    // F = w_t . x + c, so IG = (x - b) * w_t exactly, for every rule and step count.
+    let model = Model::random_from_arch("flatten linear(48,4)", [3, 4, 4], 2).unwrap();
+    let b = batch(&model, 4, 20);
+    let w = &model.params(1).unwrap().weight;
+    let mut gpu = engine(&model);
+    for rule in Rule::ALL {
+        for steps in [rule.min_steps(), 7] {
+            let ig = integrated_gradients(&mut gpu, &b, &rule.nodes(steps).unwrap()).unwrap();
+            for i in 0..4 {
+                let t = b.targets[i];
+                let exact: Vec<f64> = (0..48)
+                    .map(|d| {
+                        (b.inputs[i * 48 + d] as f64 - b.baselines[i * 48 + d] as f64)
+                            * w[t * 48 + d] as f64
+                    })
+                    .collect();
+                let err = rel_l2(&ig.values[i * 48..(i + 1) * 48], &exact);
+                assert!(err < 1e-6, "{rule} {steps}: relative L2 {err}");
+                assert!(
+                    ig.images[i].delta.abs() < 1e-5,
+                    "{rule}: delta {}",
+                    ig.images[i].delta
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn odd_shapes_match_cpu() {
+    // Three channels, non-square input, strides, paddings, rectangular kernels, overlapping pools.
+    let model = Model::random_from_arch(
+        "conv(3,5,3x2,s2,p1x0) relu maxpool(3,s2,p1) conv(5,4,3,p1,nobias) relu avgpool(2,s1) flatten linear(32,6)",
+        [3, 17, 13],
+        3,
+    )
+    .unwrap();
+    let b = batch(&model, 2, 30);
+    let q = Rule::GaussLegendre.nodes(16).unwrap();
+    let g = integrated_gradients(&mut engine(&model), &b, &q).unwrap();
+    let c = integrated_gradients(&mut CpuBackend::new(&model), &b, &q).unwrap();
+    let err = rel_l2(&g.values, &c.values);
+    assert!(err < 1e-5, "relative L2 {err}");
+}
+
+fn small_cnn() -> Model {
+    Model::random_from_arch(
+        "conv(1,3,3,p1) relu maxpool2 flatten linear(48,5)",
+        [1, 8, 8],
+        4,
+    )
+    .unwrap()
+}
+
+#[test]
+fn chunked_equals_unchunked_bit_for_bit_and_reruns_are_identical() {
+    let model = small_cnn();
+    let b = batch(&model, 5, 40);
+    let q = Rule::GaussLegendre.nodes(13).unwrap();
+    let mut whole = engine(&model);
+    let one = integrated_gradients(&mut whole, &b, &q).unwrap();
+    assert_eq!((one.stats.chunks, one.stats.groups), (1, 1));
+    let again = integrated_gradients(&mut whole, &b, &q).unwrap();
+    assert_eq!(one.values, again.values, "rerun differs");
+    for (rows, images) in [(7, 2), (1, 1), (15, 5), (40, 3)] {
+        let options = EngineOptions {
+            max_rows_per_chunk: Some(rows),
+            max_images_per_group: Some(images),
+            ..EngineOptions::default()
+        };
+        let mut chunked = Engine::new(gpu(), &model, options).unwrap();
+        let split = integrated_gradients(&mut chunked, &b, &q).unwrap();
+        assert!(
+            split.stats.chunks > 1,
+            "{rows} rows per chunk did not split"
+        );
+        assert_eq!(split.stats.groups, 5_usize.div_ceil(images));
+        assert_eq!(
+            split.stats.submissions, split.stats.chunks,
+            "one submission per chunk"
+        );
+        assert_eq!(
+            split.stats.readbacks, split.stats.groups,
+            "one readback per group"
+        );
+        assert_eq!(
+            one.values, split.values,
+            "chunks of {rows} rows, groups of {images} images"
+        );
+        for (a, s) in one.images.iter().zip(&split.images) {
+            assert_eq!((a.f_input, a.f_baseline), (s.f_input, s.f_baseline));
+            assert_eq!(a.path.f, s.path.f);
+            assert_eq!(a.path.grad_norm, s.path.grad_norm);
+        }
+    }
+}
+
+#[test]
+fn dispatches_per_chunk_do_not_grow_with_steps() {
+    let model = small_cnn();
+    let b = batch(&model, 2, 50);
+    let mut gpu = engine(&model);
+    let counts: Vec<(usize, usize, usize)> = [1, 10, 100, 400]
+        .into_iter()
+        .map(|steps| {
+            let s = integrated_gradients(&mut gpu, &b, &Rule::RiemannMiddle.nodes(steps).unwrap())
+                .unwrap()
+                .stats;
+            (s.dispatches, s.submissions, s.readbacks)
+        })
+        .collect();
+    // path + 4 forward + seed + 4 backward (flatten is free) + accumulate + diagnostics + finish
+    assert!(counts.iter().all(|c| *c == (13, 1, 1)), "{counts:?}");
+    assert_eq!(gpu.dispatches_per_chunk(), 12);
+}
+
+#[test]
+fn more_than_65535_workgroups_along_one_axis() {
+    // 1,400 images x 48 steps = 67,200 gradient rows in one chunk; the diagnostics kernel runs one
+    // workgroup per row (70,000 with F(x) and F(b)), so its grid must be two-dimensional.
+    let model = Model::random_from_arch("flatten linear(16,3)", [1, 4, 4], 5).unwrap();
+    let n = 1400;
+    let b = batch(&model, n, 60);
+    let mut gpu = engine(&model);
+    let ig = integrated_gradients(&mut gpu, &b, &Rule::GaussLegendre.nodes(48).unwrap()).unwrap();
+    assert_eq!(ig.stats.chunks, 1);
+    assert!(ig.stats.gradient_rows + ig.stats.forward_rows > 65535);
+    let w = &model.params(1).unwrap().weight;
+    for i in [0, 1, 700, 1398, 1399] {
+        let t = b.targets[i];
+        for d in 0..16 {
+            let exact = (b.inputs[i * 16 + d] as f64 - b.baselines[i * 16 + d] as f64)
+                * w[t * 16 + d] as f64;
+            assert!(
+                (ig.values[i * 16 + d] - exact).abs() < 1e-6,
+                "image {i} value {d}"
+            );
+        }
+        assert!(ig.images[i].delta.abs() < 1e-5);
+        assert!(
+            ig.images[i]
+                .path
+                .grad_norm
+                .iter()
+                .all(|g| (g - ig.images[i].path.grad_norm[0]).abs() < 1e-6)
+        );
+    }
+}
+
+#[test]
+fn a_device_with_tiny_limits_gets_the_same_answer() {
+    // A caller's own device (Gpu::from_device) with 64 KiB storage bindings and 16 workgroups per
+    // dimension: the engine must split into many chunks and two-dimensional grids, and agree exactly.
+    let model = Model::random_from_arch(
+        "conv(1,4,3,p1) relu maxpool2 flatten linear(64,3)",
+        [1, 8, 8],
+        6,
+    )
+    .unwrap();
+    let b = batch(&model, 6, 70);
+    let q = Rule::GaussLegendre.nodes(20).unwrap();
+    let reference = integrated_gradients(&mut engine(&model), &b, &q).unwrap();
+
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .unwrap();
+    let limits = wgpu::Limits {
+        max_storage_buffer_binding_size: 64 << 10,
+        max_compute_workgroups_per_dimension: 16,
+        ..wgpu::Limits::downlevel_defaults()
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        required_limits: limits,
+        ..Default::default()
+    }))
+    .unwrap();
+    let small = gig::Gpu::from_device(device, queue);
+    let mut engine = Engine::new(&small, &model, EngineOptions::default()).unwrap();
+    let ig = integrated_gradients(&mut engine, &b, &q).unwrap();
+    assert!(
+        ig.stats.chunks > 1,
+        "expected several chunks, got {}",
+        ig.stats.chunks
+    );
+    assert_eq!(reference.values, ig.values);
+}
+
+#[test]
+fn bad_requests_are_clear_errors() {
+    let model = small_cnn();
+    let dim = model.input_len();
+    let mut x = uniform(dim, 0.0, 1.0, 1);
+    let e = Batch::new(&model, x.clone(), vec![0.0; dim], vec![5])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("target 5 of image 0 is out of range") && e.contains("5 outputs"),
+        "{e}"
+    );
+    let e = Batch::new(&model, x.clone(), vec![0.0; dim - 1], vec![1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("baselines hold 63 values"), "{e}");
+    x[17] = f32::NAN;
+    let e = Batch::new(&model, x, vec![0.0; dim], vec![1])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("value 17 of image 0 is NaN"), "{e}");
+    let b = batch(&model, 1, 0);
+    let empty = gig::Quadrature {
+        alphas: vec![],
+        weights: vec![],
+    };
+    let e = integrated_gradients(&mut engine(&model), &b, &empty)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("zero steps"), "{e}");
+}
+
+#[test]
+fn predicted_targets_and_logits_match_cpu() {
+    let model = small_cnn();
+    let x = uniform(37 * model.input_len(), 0.0, 1.0, 80);
+    let g = engine(&model).logits(&x).unwrap();
+    let c = CpuBackend::new(&model).logits(&x).unwrap();
+    assert_eq!(g.len(), 37);
+    for (a, b) in g.iter().zip(&c) {
+        assert!(rel_l2(a, b) < 1e-6);
+    }
+    // Forward-only runs chunk as well.
+    let options = EngineOptions {
+        max_rows_per_chunk: Some(5),
+        ..EngineOptions::default()
+    };
+    let chunked = Engine::new(gpu(), &model, options)
+        .unwrap()
+        .logits(&x)
+        .unwrap();
+    assert_eq!(g, chunked);
+}
