@@ -1,32 +1,51 @@
-// AvgPool2d input gradient: each input value gathers 1/(kh kw) of every covering window's gradient.
+// AvgPool2d input gradient: each input value gathers 1/(KH KW) of every covering window's gradient;
+// optionally times the mask of a ReLU that produced the pool's input (flag MASK).
+// Lanes are rows; a workgroup covers PX inputs of one input row of one channel.
+// Specialization: as maxpool_forward.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<uniform> layer: Layer;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grad_in: array<f32>;
+//#if MASK
+@group(0) @binding(4) var<storage, read> input: array<f32>;
+//#endif
+
+const IN_LEN: u32 = IN_C * IN_H * IN_W;
+const OUT_LEN: u32 = OUT_C * OUT_H * OUT_W;
+const STRIPS: u32 = (IN_W + PX - 1u) / PX;
+const TILES: u32 = IN_C * IN_H * STRIPS;
+const SCALE: f32 = 1.0 / f32(KH * KW);
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-        @builtin(local_invocation_index) local: u32) {
-    let i = invocation_index(wg, groups, local);
-    if (i >= chunk.grad_rows * layer.in_len) {
+        @builtin(local_invocation_index) lane: u32) {
+    let g = workgroup_index(wg, groups);
+    let r = (g / TILES) * WORKGROUP_SIZE + lane;
+    if (r >= chunk.grad_rows) {
         return;
     }
-    let r = i / layer.in_len;
-    let j = i % layer.in_len;
-    let plane = layer.in_h * layer.in_w;
-    let c = j / plane;
-    let iy = (j % plane) / layer.in_w;
-    let ix = j % layer.in_w;
-    let ys = covering(iy, layer.kernel_h, layer.stride_h, layer.pad_h, layer.out_h);
-    let xs = covering(ix, layer.kernel_w, layer.stride_w, layer.pad_w, layer.out_w);
-    let base = r * layer.out_len + c * layer.out_h * layer.out_w;
-    let scale = 1.0 / f32(layer.kernel_h * layer.kernel_w);
-    var acc = 0.0;
-    for (var oy = ys.x; oy <= ys.y; oy++) {
-        for (var ox = xs.x; ox <= xs.y; ox++) {
-            acc += grad_out[base + u32(oy) * layer.out_w + u32(ox)] * scale;
+    let tile = g % TILES;
+    let c = tile / (IN_H * STRIPS);
+    let iy = (tile / STRIPS) % IN_H;
+    let ix0 = (tile % STRIPS) * PX;
+    let ys = covering(iy, KH, SH, PH, OUT_H);
+    let base = r * OUT_LEN + c * OUT_H * OUT_W;
+    for (var p = 0u; p < PX; p++) {
+        let ix = ix0 + p;
+        if (ix >= IN_W) {
+            break;
         }
+        let xs = covering(ix, KW, SW, PW, OUT_W);
+        var acc = 0.0;
+        for (var oy = ys.x; oy <= ys.y; oy++) {
+            for (var ox = xs.x; ox <= xs.y; ox++) {
+                acc += grad_out[base + u32(oy) * OUT_W + u32(ox)] * SCALE;
+            }
+        }
+        let at = r * IN_LEN + (c * IN_H + iy) * IN_W + ix;
+//#if MASK
+        acc = select(0.0, acc, input[at] > 0.0);
+//#endif
+        grad_in[at] = acc;
     }
-    grad_in[i] = acc;
 }

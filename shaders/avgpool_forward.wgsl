@@ -1,38 +1,49 @@
 // AvgPool2d forward; padded positions count as zeros in the divisor (count_include_pad, PyTorch's default).
+// Lanes are rows; a workgroup covers PX outputs of one output row of one channel.
+// Specialization: as maxpool_forward.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<uniform> layer: Layer;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 
+const IN_LEN: u32 = IN_C * IN_H * IN_W;
+const OUT_LEN: u32 = OUT_C * OUT_H * OUT_W;
+const STRIPS: u32 = (OUT_W + PX - 1u) / PX;
+const TILES: u32 = OUT_C * OUT_H * STRIPS;
+const SCALE: f32 = 1.0 / f32(KH * KW);
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-        @builtin(local_invocation_index) local: u32) {
-    let i = invocation_index(wg, groups, local);
-    if (i >= chunk.rows * layer.out_len) {
+        @builtin(local_invocation_index) lane: u32) {
+    let g = workgroup_index(wg, groups);
+    let r = (g / TILES) * WORKGROUP_SIZE + lane;
+    if (r >= chunk.rows) {
         return;
     }
-    let r = i / layer.out_len;
-    let o = i % layer.out_len;
-    let plane = layer.out_h * layer.out_w;
-    let c = o / plane;
-    let oy = (o % plane) / layer.out_w;
-    let ox = o % layer.out_w;
-    let base = r * layer.in_len;
-    let scale = 1.0 / f32(layer.kernel_h * layer.kernel_w);
-    var acc = 0.0;
-    for (var ky = 0u; ky < layer.kernel_h; ky++) {
-        let iy = i32(oy * layer.stride_h + ky) - i32(layer.pad_h);
-        if (iy < 0 || iy >= i32(layer.in_h)) {
-            continue;
+    let tile = g % TILES;
+    let c = tile / (OUT_H * STRIPS);
+    let oy = (tile / STRIPS) % OUT_H;
+    let ox0 = (tile % STRIPS) * PX;
+    let x = r * IN_LEN;
+    for (var p = 0u; p < PX; p++) {
+        let ox = ox0 + p;
+        if (ox >= OUT_W) {
+            break;
         }
-        for (var kx = 0u; kx < layer.kernel_w; kx++) {
-            let ix = i32(ox * layer.stride_w + kx) - i32(layer.pad_w);
-            if (ix < 0 || ix >= i32(layer.in_w)) {
+        var acc = 0.0;
+        for (var ky = 0u; ky < KH; ky++) {
+            let iy = i32(oy * SH + ky) - i32(PH);
+            if (iy < 0 || iy >= i32(IN_H)) {
                 continue;
             }
-            acc += input[base + (c * layer.in_h + u32(iy)) * layer.in_w + u32(ix)] * scale;
+            for (var kx = 0u; kx < KW; kx++) {
+                let ix = i32(ox * SW + kx) - i32(PW);
+                if (ix < 0 || ix >= i32(IN_W)) {
+                    continue;
+                }
+                acc += input[x + (c * IN_H + u32(iy)) * IN_W + u32(ix)] * SCALE;
+            }
         }
+        output[r * OUT_LEN + (c * OUT_H + oy) * OUT_W + ox] = acc;
     }
-    output[i] = acc;
 }

@@ -1,8 +1,10 @@
-// Declarations shared by every kernel; src/gpu/kernels.rs prepends this file to each shader.
-// Keep the structs in sync with src/gpu/layout.rs.
-
-// Invocations per workgroup of every kernel.
-const WORKGROUP_SIZE: u32 = 64u;
+// Declarations shared by every kernel. The specialization header before this file defines the kernel's
+// constants, WORKGROUP_SIZE among them. Keep the structs in sync with src/gpu/layout.rs.
+//
+// Activations are stored row by row: value f of row r is at r * LEN + f, where a row is one path point
+// of one image and LEN the layer's values per row. In the layer kernels the lanes of a workgroup are
+// consecutive rows and the workgroup's position in the layer (its tile) is uniform, so index arithmetic
+// and bounds tests are scalar, and weights are read at uniform addresses.
 
 // Per-chunk values, written once before each chunk's submission.
 struct Chunk {
@@ -39,36 +41,17 @@ struct Span {
     _pad: u32,
 }
 
-// Static shape of one layer (or of the input, for the kernels that are not layers).
-struct Layer {
-    in_c: u32,
-    in_h: u32,
-    in_w: u32,
-    in_len: u32,
-    out_c: u32,
-    out_h: u32,
-    out_w: u32,
-    out_len: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
 // Dispatches are two-dimensional when one dimension would exceed the device's workgroup limit.
-fn invocation_index(wg: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
-    return (wg.y * groups.x + wg.x) * WORKGROUP_SIZE + local;
-}
-
 fn workgroup_index(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
     return wg.y * groups.x + wg.x;
 }
 
-// Pooling backward: the outputs along one axis whose window covers input position `at`: [first, last] (empty if first > last).
+fn invocation_index(wg: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
+    return workgroup_index(wg, groups) * WORKGROUP_SIZE + local;
+}
+
+// Pooling backward: the outputs along one axis whose window covers input position `at`: [first, last]
+// (empty if first > last).
 fn covering(at: u32, kernel: u32, stride: u32, pad: u32, count: u32) -> vec2<i32> {
     let hi = i32(at + pad);
     let lo = hi - i32(kernel) + 1;
@@ -76,4 +59,3 @@ fn covering(at: u32, kernel: u32, stride: u32, pad: u32, count: u32) -> vec2<i32
     let last = min(hi / i32(stride), i32(count) - 1);
     return vec2<i32>(first, last);
 }
-

@@ -1,54 +1,94 @@
-// Conv2d input gradient: one invocation per input value of every gradient row, gathering from the
-// output gradients whose windows cover it (no atomics).
+// Conv2d input gradient, optionally times the mask of a ReLU that produced the conv's input (flag MASK).
+// Lanes are rows; each workgroup computes ICB input channels times PX neighbouring values of one input row,
+// gathering from the output gradients whose windows cover them (no atomics).
+// Specialization: as conv2d_forward with ICB for OCB, plus GX_LO_I and GSPAN: the output columns under a
+// strip of inputs starting at ix0 (a multiple of SW) are ix0 / SW + GX_LO_I + [0, GSPAN).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<uniform> layer: Layer;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad_in: array<f32>;
+//#if MASK
+@group(0) @binding(4) var<storage, read> input: array<f32>;
+//#endif
+
+const IN_LEN: u32 = IN_C * IN_H * IN_W;
+const OUT_LEN: u32 = OUT_C * OUT_H * OUT_W;
+const IC_BLOCKS: u32 = (IN_C + ICB - 1u) / ICB;
+const STRIPS: u32 = (IN_W + PX - 1u) / PX;
+const TILES: u32 = IC_BLOCKS * IN_H * STRIPS;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-        @builtin(local_invocation_index) local: u32) {
-    let i = invocation_index(wg, groups, local);
-    if (i >= chunk.grad_rows * layer.in_len) {
+        @builtin(local_invocation_index) lane: u32) {
+    let g = workgroup_index(wg, groups);
+    let first = (g / TILES) * WORKGROUP_SIZE;
+    if (first >= chunk.grad_rows) {
         return;
     }
-    let r = i / layer.in_len;
-    let j = i % layer.in_len;
-    let plane = layer.in_h * layer.in_w;
-    let ic = j / plane;
-    let iy = (j % plane) / layer.in_w;
-    let ix = j % layer.in_w;
-    let base = r * layer.out_len;
-    // Two-level sum, as in the forward pass.
-    var acc = 0.0;
-    for (var oc = 0u; oc < layer.out_c; oc++) {
-        var part = 0.0;
-        for (var ky = 0u; ky < layer.kernel_h; ky++) {
-            // Output row oy reads input row iy through tap ky when oy * stride + ky - pad == iy.
-            let ty = i32(iy + layer.pad_h) - i32(ky);
-            if (ty < 0 || u32(ty) % layer.stride_h != 0u) {
+    let tile = g % TILES;
+    let ic0 = (tile / (IN_H * STRIPS)) * ICB;
+    let iy = (tile / STRIPS) % IN_H;
+    let ix0 = (tile % STRIPS) * PX;
+    let r = first + lane;
+    let gbase = select(first, r, r < chunk.grad_rows) * OUT_LEN;
+    let gx0 = i32(ix0 / SW) + GX_LO_I;
+
+    var acc: array<array<f32, PX>, ICB>;
+    for (var oc = 0u; oc < OUT_C; oc++) {
+        var part: array<array<f32, PX>, ICB>;
+        for (var ky = 0u; ky < KH; ky++) {
+            // Output row oy reads input row iy through tap ky when oy * SH + ky - PH == iy.
+            let ty = i32(iy + PH) - i32(ky);
+            if (ty < 0 || u32(ty) % SH != 0u || u32(ty) / SH >= OUT_H) {
                 continue;
             }
-            let oy = u32(ty) / layer.stride_h;
-            if (oy >= layer.out_h) {
-                continue;
+            let line = gbase + (oc * OUT_H + u32(ty) / SH) * OUT_W;
+            var gs: array<f32, GSPAN>;
+            for (var q = 0u; q < GSPAN; q++) {
+                let ox = gx0 + i32(q);
+                if (ox >= 0 && ox < i32(OUT_W)) {
+                    gs[q] = grad_out[line + u32(ox)];
+                }
             }
-            for (var kx = 0u; kx < layer.kernel_w; kx++) {
-                let tx = i32(ix + layer.pad_w) - i32(kx);
-                if (tx < 0 || u32(tx) % layer.stride_w != 0u) {
-                    continue;
+            for (var c = 0u; c < ICB; c++) {
+                let w = ((oc * IN_C + min(ic0 + c, IN_C - 1u)) * KH + ky) * KW;
+                for (var kx = 0u; kx < KW; kx++) {
+                    let wv = param(w + kx);
+                    for (var p = 0u; p < PX; p++) {
+                        // Input ix0 + p meets output column (ix0 + p + PW - kx) / SW through tap kx.
+                        let e = i32(p + PW) - i32(kx);
+                        if (e % i32(SW) == 0) {
+                            part[c][p] += wv * gs[e / i32(SW) - GX_LO_I];
+                        }
+                    }
                 }
-                let ox = u32(tx) / layer.stride_w;
-                if (ox >= layer.out_w) {
-                    continue;
-                }
-                let w = weight[((oc * layer.in_c + ic) * layer.kernel_h + ky) * layer.kernel_w + kx];
-                part += w * grad_out[base + (oc * layer.out_h + oy) * layer.out_w + ox];
             }
         }
-        acc += part;
+        for (var c = 0u; c < ICB; c++) {
+            for (var p = 0u; p < PX; p++) {
+                acc[c][p] += part[c][p];
+            }
+        }
     }
-    grad_in[i] = acc;
+    if (r >= chunk.grad_rows) {
+        return;
+    }
+    for (var c = 0u; c < ICB; c++) {
+        let ic = ic0 + c;
+        if (ic >= IN_C) {
+            break;
+        }
+        for (var p = 0u; p < PX; p++) {
+            let ix = ix0 + p;
+            if (ix >= IN_W) {
+                break;
+            }
+            let at = r * IN_LEN + (ic * IN_H + iy) * IN_W + ix;
+            var v = acc[c][p];
+//#if MASK
+            v = select(0.0, v, input[at] > 0.0);
+//#endif
+            grad_in[at] = v;
+        }
+    }
 }

@@ -1,8 +1,8 @@
 // Per row: the target logit F at the path point and, for gradient rows, the L2 norm of the input
 // gradient. One workgroup per row; the norm is a fixed-order tree reduction (deterministic).
+// Specialization: WORKGROUP_SIZE (a power of two), LEN (values per image), CLASSES.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<uniform> layer: Layer;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
 @group(0) @binding(4) var<storage, read> rows: array<Row>;
@@ -18,11 +18,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     if (r >= chunk.rows) {
         return;
     }
-    let len = layer.in_len;
     var sum = 0.0;
     if (r < chunk.grad_rows) {
-        for (var d = local; d < len; d += WORKGROUP_SIZE) {
-            let g = grad[r * len + d];
+        for (var d = local; d < LEN; d += WORKGROUP_SIZE) {
+            let g = grad[r * LEN + d];
             sum += g * g;
         }
     }
@@ -36,7 +35,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     }
     if (local == 0u) {
         let out = (chunk.first_row + r) * 2u;
-        diagnostics[out] = logits[r * layer.out_len + rows[r].logit];
+        diagnostics[out] = logits[r * CLASSES + rows[r].logit];
         diagnostics[out + 1u] = sqrt(partial[0]);
     }
 }

@@ -1,7 +1,7 @@
 // Attributions: (x - b) times the accumulated weighted gradient, in place.
+// Specialization: WORKGROUP_SIZE, LEN (values per image).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<uniform> layer: Layer;
 @group(0) @binding(2) var<storage, read> inputs: array<f32>;
 @group(0) @binding(3) var<storage, read> baselines: array<f32>;
 @group(0) @binding(4) var<storage, read_write> total: array<f32>;
@@ -10,7 +10,7 @@
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) local: u32) {
     let i = invocation_index(wg, groups, local);
-    if (i >= chunk.images * layer.in_len) {
+    if (i >= chunk.images * LEN) {
         return;
     }
     total[i] = (inputs[i] - baselines[i]) * total[i];

@@ -1,24 +1,85 @@
-// Linear input gradient: one invocation per input feature of every gradient row.
+// Linear input gradient. With SEED the layer produces the logits and the output gradient is one-hot at
+// the row's target, so the input gradient is that row of the weights; otherwise it is the weights
+// transposed times the output gradient. With MASK it is multiplied by the mask of a ReLU that produced
+// the layer's input.
+// Lanes are rows, each lane RB rows (WORKGROUP_SIZE apart); a workgroup computes IB input values.
+// Specialization: as linear_forward, with IB.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<uniform> layer: Layer;
+@group(0) @binding(3) var<storage, read_write> grad_in: array<f32>;
+//#if SEED
+@group(0) @binding(5) var<storage, read> rows: array<Row>;
+//#else
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad_in: array<f32>;
+//#endif
+//#if MASK
+@group(0) @binding(4) var<storage, read> input: array<f32>;
+//#endif
+
+const TILES: u32 = (IN_LEN + IB - 1u) / IB;
+const BLOCK: u32 = 32u;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-        @builtin(local_invocation_index) local: u32) {
-    let i = invocation_index(wg, groups, local);
-    if (i >= chunk.grad_rows * layer.in_len) {
+        @builtin(local_invocation_index) lane: u32) {
+    let g = workgroup_index(wg, groups);
+    let first = (g / TILES) * WORKGROUP_SIZE * RB;
+    if (first >= chunk.grad_rows) {
         return;
     }
-    let r = i / layer.in_len;
-    let k = i % layer.in_len;
-    let g = r * layer.out_len;
-    var acc = 0.0;
-    for (var o = 0u; o < layer.out_len; o++) {
-        acc += weight[o * layer.in_len + k] * grad_out[g + o];
+    let i0 = (g % TILES) * IB;
+    var acc: array<array<f32, RB>, IB>;
+//#if SEED
+    for (var k = 0u; k < RB; k++) {
+        let r = first + k * WORKGROUP_SIZE + lane;
+        let w = rows[select(first, r, r < chunk.grad_rows)].logit * IN_LEN;
+        for (var c = 0u; c < IB; c++) {
+            acc[c][k] = param(w + min(i0 + c, IN_LEN - 1u));
+        }
     }
-    grad_in[i] = acc;
+//#else
+    var gbase: array<u32, RB>;
+    for (var k = 0u; k < RB; k++) {
+        let r = first + k * WORKGROUP_SIZE + lane;
+        gbase[k] = select(first, r, r < chunk.grad_rows) * OUT_LEN;
+    }
+    for (var o0 = 0u; o0 < OUT_LEN; o0 += BLOCK) {
+        var part: array<array<f32, RB>, IB>;
+        for (var o = o0; o < min(o0 + BLOCK, OUT_LEN); o++) {
+            var gs: array<f32, RB>;
+            for (var k = 0u; k < RB; k++) {
+                gs[k] = grad_out[gbase[k] + o];
+            }
+            for (var c = 0u; c < IB; c++) {
+                let w = param(o * IN_LEN + min(i0 + c, IN_LEN - 1u));
+                for (var k = 0u; k < RB; k++) {
+                    part[c][k] += w * gs[k];
+                }
+            }
+        }
+        for (var c = 0u; c < IB; c++) {
+            for (var k = 0u; k < RB; k++) {
+                acc[c][k] += part[c][k];
+            }
+        }
+    }
+//#endif
+    for (var k = 0u; k < RB; k++) {
+        let r = first + k * WORKGROUP_SIZE + lane;
+        if (r >= chunk.grad_rows) {
+            break;
+        }
+        for (var c = 0u; c < IB; c++) {
+            let i = i0 + c;
+            if (i >= IN_LEN) {
+                break;
+            }
+            let at = r * IN_LEN + i;
+            var v = acc[c][k];
+//#if MASK
+            v = select(0.0, v, input[at] > 0.0);
+//#endif
+            grad_in[at] = v;
+        }
+    }
 }

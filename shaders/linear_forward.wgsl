@@ -1,28 +1,68 @@
-// Linear forward: one invocation per output feature of every row. Weights [out, in].
+// Linear forward, with the bias and optionally the ReLU that follows it (flag RELU).
+// Lanes are rows, each lane RB rows (WORKGROUP_SIZE apart); a workgroup computes OB outputs. Each weight,
+// read at a uniform address, serves RB products per lane.
+// Specialization: WORKGROUP_SIZE, IN_LEN, OUT_LEN, OB, RB; `param(i)` reads the weights [OUT_LEN, IN_LEN],
+// then the bias [OUT_LEN].
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<uniform> layer: Layer;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
-@group(0) @binding(3) var<storage, read> weight: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;
-@group(0) @binding(5) var<storage, read_write> output: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+
+const TILES: u32 = (OUT_LEN + OB - 1u) / OB;
+const BIAS: u32 = OUT_LEN * IN_LEN;
+// Products are summed in blocks of BLOCK, then the blocks, to keep the rounding error small.
+const BLOCK: u32 = 32u;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-        @builtin(local_invocation_index) local: u32) {
-    let i = invocation_index(wg, groups, local);
-    if (i >= chunk.rows * layer.out_len) {
+        @builtin(local_invocation_index) lane: u32) {
+    let g = workgroup_index(wg, groups);
+    let first = (g / TILES) * WORKGROUP_SIZE * RB;
+    if (first >= chunk.rows) {
         return;
     }
-    let r = i / layer.out_len;
-    let o = i % layer.out_len;
-    let x = r * layer.in_len;
-    let w = o * layer.in_len;
-    var acc = 0.0;
-    for (var k = 0u; k < layer.in_len; k++) {
-        acc += weight[w + k] * input[x + k];
+    let o0 = (g % TILES) * OB;
+    var x: array<u32, RB>;
+    for (var k = 0u; k < RB; k++) {
+        let r = first + k * WORKGROUP_SIZE + lane;
+        x[k] = select(first, r, r < chunk.rows) * IN_LEN;
     }
-    // The bias goes last: added first, it would round away the low bits of every small product
-    // (this matters near a zero baseline, where all products are small).
-    output[i] = acc + bias[o];
+    var acc: array<array<f32, RB>, OB>;
+    for (var i0 = 0u; i0 < IN_LEN; i0 += BLOCK) {
+        var part: array<array<f32, RB>, OB>;
+        for (var i = i0; i < min(i0 + BLOCK, IN_LEN); i++) {
+            var xs: array<f32, RB>;
+            for (var k = 0u; k < RB; k++) {
+                xs[k] = input[x[k] + i];
+            }
+            for (var o = 0u; o < OB; o++) {
+                let w = param(min(o0 + o, OUT_LEN - 1u) * IN_LEN + i);
+                for (var k = 0u; k < RB; k++) {
+                    part[o][k] += w * xs[k];
+                }
+            }
+        }
+        for (var o = 0u; o < OB; o++) {
+            for (var k = 0u; k < RB; k++) {
+                acc[o][k] += part[o][k];
+            }
+        }
+    }
+    for (var k = 0u; k < RB; k++) {
+        let r = first + k * WORKGROUP_SIZE + lane;
+        if (r >= chunk.rows) {
+            break;
+        }
+        for (var o = 0u; o < OB; o++) {
+            if (o0 + o >= OUT_LEN) {
+                break;
+            }
+            // The bias goes last, as in conv2d_forward.wgsl.
+            var v = acc[o][k] + param(BIAS + o0 + o);
+//#if RELU
+            v = max(v, 0.0);
+//#endif
+            output[r * OUT_LEN + o0 + o] = v;
+        }
+    }
 }

@@ -1,22 +1,21 @@
-// Path points: row r holds b + alpha (x - b) of its image. alpha = 1 gives x exactly.
+// Path points: row r holds b + alpha (x - b) of its image; alpha = 1 gives x exactly.
+// Specialization: WORKGROUP_SIZE, LEN (values per image).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<uniform> layer: Layer;
-@group(0) @binding(2) var<storage, read> inputs: array<f32>;
-@group(0) @binding(3) var<storage, read> baselines: array<f32>;
-@group(0) @binding(4) var<storage, read> rows: array<Row>;
-@group(0) @binding(5) var<storage, read_write> points: array<f32>;
+@group(0) @binding(1) var<storage, read> inputs: array<f32>;
+@group(0) @binding(2) var<storage, read> baselines: array<f32>;
+@group(0) @binding(3) var<storage, read> rows: array<Row>;
+@group(0) @binding(4) var<storage, read_write> points: array<f32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) local: u32) {
     let i = invocation_index(wg, groups, local);
-    let len = layer.in_len;
-    if (i >= chunk.rows * len) {
+    if (i >= chunk.rows * LEN) {
         return;
     }
-    let row = rows[i / len];
-    let at = row.image * len + i % len;
+    let row = rows[i / LEN];
+    let at = row.image * LEN + i % LEN;
     let x = inputs[at];
     let b = baselines[at];
     points[i] = select(b + row.alpha * (x - b), x, row.alpha == 1.0);

@@ -1,7 +1,8 @@
-// ReLU input gradient, in place; the derivative at 0 is 0, as in PyTorch.
+// ReLU input gradient, in place, where the layer after the ReLU cannot apply the mask itself. The
+// derivative at 0 is 0, as in PyTorch.
+// Specialization: WORKGROUP_SIZE, LEN.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<uniform> layer: Layer;
 @group(0) @binding(2) var<storage, read> activation: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grad: array<f32>;
 
@@ -9,7 +10,7 @@
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) local: u32) {
     let i = invocation_index(wg, groups, local);
-    if (i >= chunk.grad_rows * layer.in_len) {
+    if (i >= chunk.grad_rows * LEN) {
         return;
     }
     grad[i] = select(0.0, grad[i], activation[i] > 0.0);

@@ -21,6 +21,8 @@ enum Command {
     Info(cli::info::Args),
     /// Attribute a model's output to its input pixels with Integrated Gradients.
     Attribute(cli::attribute::Args),
+    /// Time attributions of a batch, with per-kernel GPU times.
+    Bench(cli::bench::Args),
 }
 
 fn main() {
@@ -28,6 +30,7 @@ fn main() {
     let result = match cli.command {
         Command::Info(args) => cli::info::run(args),
         Command::Attribute(args) => cli::attribute::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

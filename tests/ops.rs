@@ -107,7 +107,7 @@ fn forward_kernels_match_cpu_twin() {
             c.model.shapes()[c.layer].len(),
             c.model.shapes()[c.layer + 1].len(),
         );
-        let gpu = engine(&c.model).layer_forward(c.layer, &c.input).unwrap();
+        let gpu = unfused(&c.model).layer_forward(c.layer, &c.input).unwrap();
         assert_eq!(gpu.len(), ROWS * outl, "{name}");
         for (r, x) in c.rows(&c.input, inl).iter().enumerate() {
             let want = c.cpu_forward(x);
@@ -125,7 +125,7 @@ fn backward_kernels_match_cpu_twin_and_finite_differences() {
             c.model.shapes()[c.layer].len(),
             c.model.shapes()[c.layer + 1].len(),
         );
-        let gpu = engine(&c.model)
+        let gpu = unfused(&c.model)
             .layer_backward(c.layer, &c.input, &c.grad_out)
             .unwrap();
         assert_eq!(gpu.len(), ROWS * inl, "{name}");
@@ -155,7 +155,7 @@ fn backward_kernels_match_cpu_twin_and_finite_differences() {
 fn max_pool_sends_ties_to_the_first_maximum() {
     // PyTorch's rule: on equal values the gradient goes to the first in row-major window order.
     let model = Model::random_from_arch("maxpool2 flatten", [1, 2, 2], 0).unwrap();
-    let g = engine(&model)
+    let g = unfused(&model)
         .layer_backward(0, &[0.5, 0.5, 0.5, 0.2], &[1.0])
         .unwrap();
     assert_eq!(g, vec![1.0, 0.0, 0.0, 0.0]);
@@ -176,7 +176,7 @@ fn max_pool_sends_ties_to_the_first_maximum() {
 #[test]
 fn relu_has_zero_gradient_at_zero() {
     let model = Model::random_from_arch("relu flatten", [1, 1, 3], 0).unwrap();
-    let g = engine(&model)
+    let g = unfused(&model)
         .layer_backward(0, &[-1.0, 0.0, 2.0], &[5.0, 6.0, 7.0])
         .unwrap();
     assert_eq!(g, vec![0.0, 0.0, 7.0]);

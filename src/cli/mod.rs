@@ -1,6 +1,7 @@
 //! Subcommands of the `gig` binary and the options they share.
 
 pub mod attribute;
+pub mod bench;
 pub mod info;
 
 use gig::gpu::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, Gpu, GpuOptions};

@@ -1,6 +1,8 @@
 //! The GPU context: picking an adapter headlessly, or adopting a caller's device and queue.
 
+use super::kernels::Pipelines;
 use crate::error::{Error, Result};
+use std::sync::Arc;
 
 /// Which adapter to open. Unset fields fall back to `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, then to the
 /// best adapter found (discrete, then integrated, then virtual, then CPU; Vulkan before the others).
@@ -13,11 +15,19 @@ pub struct GpuOptions {
 }
 
 /// A device and queue plus what gig needs to know about them.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
+    /// Compiled kernels, shared by every engine on this device.
+    pub(crate) pipelines: Arc<Pipelines>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu").field("info", &self.info).finish_non_exhaustive()
+    }
 }
 
 /// Parses `vulkan`, `metal`, `dx12`, `gl` or a comma list of them.
@@ -117,7 +127,8 @@ impl Gpu {
         let info = adapter.get_info();
         let desc = wgpu::DeviceDescriptor {
             label: Some("gig"),
-            required_features: wgpu::Features::empty(),
+            // Timestamps let `gig bench` time every kernel; nothing else needs a feature.
+            required_features: adapter.features() & wgpu::Features::TIMESTAMP_QUERY,
             // The adapter's own limits: bigger bindings mean fewer chunks.
             required_limits: adapter.limits(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
@@ -130,11 +141,7 @@ impl Gpu {
                 info.name, info.backend
             ))
         })?;
-        Ok(Gpu {
-            device,
-            queue,
-            info,
-        })
+        Ok(Gpu::from_device(device, queue))
     }
 
     /// Uses a device and queue the caller already has (a renderer's); no second device is created.
@@ -144,6 +151,7 @@ impl Gpu {
             device,
             queue,
             info,
+            pipelines: Arc::default(),
         }
     }
 

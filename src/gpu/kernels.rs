@@ -1,6 +1,13 @@
-//! The WGSL kernels: their sources (shaders/common.wgsl prepended to each) and compiled pipelines.
+//! The WGSL kernels: their sources, specialization, and compiled pipelines.
+//!
+//! A kernel's source is a generated header (its specialization constants, e.g. `const IN_C: u32 = 16u;`),
+//! then shaders/common.wgsl, then the kernel's own file. Kernel files may hold `//#if NAME`, `//#else` and
+//! `//#endif` lines; a block is kept when the flag NAME is set in the kernel's [`Spec`]. Every layer gets
+//! its own pipeline, so shapes and tile sizes are constants the compiler can unroll and fold.
 
 use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
@@ -84,52 +91,158 @@ impl Kernel {
         }
     }
 
-    /// The complete WGSL source: shaders/common.wgsl followed by the kernel's own file.
-    pub fn source(&self) -> String {
-        format!(
-            "{COMMON}\n// ---- shaders/{}.wgsl ----\n{}",
-            self.name(),
-            self.body()
-        )
+    /// The complete WGSL source of this kernel specialized by `spec`.
+    pub fn source(&self, spec: &Spec) -> Result<String> {
+        let body = preprocess(self.body(), &spec.flags)
+            .map_err(|e| Error::Gpu(format!("shaders/{}.wgsl: {e}", self.name())))?;
+        Ok(format!(
+            "// ---- specialization of shaders/{name}.wgsl ----\n{}\n// ---- shaders/common.wgsl ----\n{COMMON}\n\
+             // ---- shaders/{name}.wgsl ----\n{body}",
+            spec.header(),
+            name = self.name()
+        ))
     }
-
-    /// Workgroups of `WORKGROUP_SIZE` invocations, as in shaders/common.wgsl.
-    pub const WORKGROUP_SIZE: u32 = 64;
 }
 
-/// Every kernel compiled for one device; bind group layouts come from the shaders themselves.
+/// Compile-time values of one kernel instance: constants and the `//#if` flags that are set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Spec {
+    consts: Vec<(&'static str, i64)>,
+    flags: Vec<&'static str>,
+    /// Extra declarations, e.g. a uniform array whose length depends on the layer.
+    decls: Vec<String>,
+}
+
+impl Spec {
+    /// An unsigned constant `const NAME: u32 = value;`.
+    pub fn u32(mut self, name: &'static str, value: usize) -> Spec {
+        self.consts.push((name, value as i64));
+        self
+    }
+
+    /// A signed constant `const NAME: i32 = value;` (names ending in `_I`, by convention).
+    pub fn i32(mut self, name: &'static str, value: i64) -> Spec {
+        self.consts.push((name, value));
+        self
+    }
+
+    /// Sets flag `name` when `on`, keeping the `//#if name` blocks.
+    pub fn flag(mut self, name: &'static str, on: bool) -> Spec {
+        if on {
+            self.flags.push(name);
+        }
+        self
+    }
+
+    pub fn decl(mut self, text: String) -> Spec {
+        self.decls.push(text);
+        self
+    }
+
+    pub fn has_flag(&self, name: &str) -> bool {
+        self.flags.contains(&name)
+    }
+
+    /// The value of constant `name`, if set.
+    pub fn get(&self, name: &str) -> Option<i64> {
+        self.consts.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    fn header(&self) -> String {
+        let mut out = String::new();
+        for (name, value) in &self.consts {
+            if name.ends_with("_I") {
+                out += &format!("const {name}: i32 = {value}i;\n");
+            } else {
+                out += &format!("const {name}: u32 = {value}u;\n");
+            }
+        }
+        for d in &self.decls {
+            out += d;
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Keeps the lines of `//#if NAME` blocks whose flag is set (and of their `//#else` when it is not).
+fn preprocess(source: &str, flags: &[&str]) -> std::result::Result<String, String> {
+    let mut out = String::with_capacity(source.len());
+    // For each open block: (is this branch kept, was any branch of the block kept).
+    let mut stack: Vec<(bool, bool)> = Vec::new();
+    for (n, line) in source.lines().enumerate() {
+        let t = line.trim();
+        let outer = stack.iter().all(|(keep, _)| *keep);
+        if let Some(name) = t.strip_prefix("//#if ") {
+            let on = flags.contains(&name.trim());
+            stack.push((on, on));
+        } else if t == "//#else" {
+            let top = stack.last_mut().ok_or(format!("line {}: //#else without //#if", n + 1))?;
+            *top = (!top.1, true);
+        } else if t == "//#endif" {
+            stack.pop().ok_or(format!("line {}: //#endif without //#if", n + 1))?;
+        } else if outer {
+            out += line;
+            out.push('\n');
+        }
+    }
+    if !stack.is_empty() {
+        return Err("//#if without //#endif".into());
+    }
+    Ok(out)
+}
+
+/// Compiled pipelines of one device, shared by every engine on it and keyed by source text.
+#[derive(Default)]
 pub struct Pipelines {
-    pipelines: Vec<wgpu::ComputePipeline>,
+    cache: Mutex<HashMap<String, wgpu::ComputePipeline>>,
 }
 
 impl Pipelines {
-    pub fn new(device: &wgpu::Device) -> Result<Pipelines> {
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let pipelines = Kernel::ALL
-            .iter()
-            .map(|k| {
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(k.name()),
-                    source: wgpu::ShaderSource::Wgsl(k.source().into()),
-                });
-                device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(k.name()),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("main"),
-                    compilation_options: Default::default(),
-                    cache: None,
-                })
-            })
-            .collect();
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("compiling the kernels failed: {e}")));
+    /// The pipeline of `kernel` specialized by `spec`, compiling it on first use.
+    pub fn get(&self, device: &wgpu::Device, kernel: Kernel, spec: &Spec) -> Result<wgpu::ComputePipeline> {
+        let source = kernel.source(spec)?;
+        let mut cache = self.cache.lock().unwrap();
+        if let Some(p) = cache.get(&source) {
+            return Ok(p.clone());
         }
-        Ok(Pipelines { pipelines })
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.name()),
+            source: wgpu::ShaderSource::Wgsl(source.clone().into()),
+        };
+        // SAFETY: every index a kernel computes stays inside the buffers the engine binds: the engine
+        // sizes each buffer for the rows and shapes the kernel is specialized for, and the kernels
+        // guard rows past the chunk's end. The tests check results against the CPU twin on every layer
+        // and shape variety. Without the runtime checks the CPU adapter runs the kernels markedly faster.
+        let module = unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) };
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.name()),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("compiling shaders/{}.wgsl failed: {e}", kernel.name())));
+        }
+        cache.insert(source, pipeline.clone());
+        Ok(pipeline)
     }
+}
 
-    pub fn get(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        let i = Kernel::ALL.iter().position(|k| *k == kernel).unwrap();
-        &self.pipelines[i]
+#[cfg(test)]
+mod tests {
+    use super::preprocess;
+
+    #[test]
+    fn preprocessor_keeps_flagged_blocks() {
+        let src = "a\n//#if X\nb\n//#if Y\nc\n//#else\nd\n//#endif\n//#else\ne\n//#endif\nf\n";
+        assert_eq!(preprocess(src, &["X"]).unwrap(), "a\nb\nd\nf\n");
+        assert_eq!(preprocess(src, &["X", "Y"]).unwrap(), "a\nb\nc\nf\n");
+        assert_eq!(preprocess(src, &["Y"]).unwrap(), "a\ne\nf\n");
+        assert!(preprocess("//#if X\n", &[]).is_err());
+        assert!(preprocess("//#endif\n", &[]).is_err());
     }
 }

@@ -4,8 +4,11 @@ mod context;
 mod engine;
 mod kernels;
 mod layout;
+mod profile;
+mod program;
 
 pub use context::{Gpu, GpuOptions, list_adapters, parse_backends};
-pub use engine::{DEFAULT_MAX_MEMORY, Engine, EngineOptions};
-pub use kernels::Kernel;
-pub use layout::{ChunkUniform, LayerUniform, RowEntry, SpanEntry};
+pub use engine::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, KernelTime};
+pub use kernels::{Kernel, Spec};
+pub use program::{Program, Tiling};
+pub use layout::{ChunkUniform, RowEntry, SpanEntry};

@@ -34,3 +34,12 @@ pub fn uniform(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
 pub fn to_f64(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
+
+/// An engine that runs every layer in kernels of its own (for testing layers alone).
+pub fn unfused(model: &Model) -> Engine {
+    let options = EngineOptions {
+        fuse: false,
+        ..EngineOptions::default()
+    };
+    Engine::new(gpu(), model, options).unwrap()
+}

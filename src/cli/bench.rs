@@ -1,0 +1,149 @@
+//! `gig bench`: timed attributions of a batch, with per-kernel GPU times from timestamp queries.
+
+use super::{DeviceArgs, load_model};
+use gig::gpu::{Engine, EngineOptions, Gpu, KernelTime};
+use gig::quadrature::Rule;
+use gig::{Backend, Batch, CpuBackend, Result, integrated_gradients};
+use rand::{RngExt, SeedableRng};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file
+    #[arg(long)]
+    model: PathBuf,
+    /// Gradient evaluations per image
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Images per attribution
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Quadrature rule
+    #[arg(long, default_value = "gausslegendre")]
+    method: String,
+    /// Timed attributions (after one warm-up)
+    #[arg(long, default_value_t = 10)]
+    repeat: usize,
+    /// Print one final JSON line with the results
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let model = load_model(&args.model)?;
+    let quadrature = Rule::parse(&args.method)?.nodes(args.steps)?;
+    if args.batch == 0 || args.repeat == 0 {
+        return Err(gig::Error::Input("--batch and --repeat must be at least 1".into()));
+    }
+    let dim = model.input_len();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let inputs: Vec<f32> = (0..args.batch * dim).map(|_| rng.random::<f32>()).collect();
+    let targets = (0..args.batch).map(|i| i % model.classes()).collect();
+    let batch = Batch::new(&model, inputs, vec![0.0; args.batch * dim], targets)?;
+
+    let mut engine = None;
+    let mut backend: Box<dyn Backend> = if args.device.is_cpu() {
+        Box::new(CpuBackend::new(&model))
+    } else {
+        let gpu = Gpu::new(&args.device.gpu_options())?;
+        let options = EngineOptions {
+            max_memory: args.device.max_memory,
+            ..EngineOptions::default()
+        };
+        engine = Some(Engine::new(&gpu, &model, options.clone())?);
+        Box::new(Engine::new(&gpu, &model, options)?)
+    };
+    let warm = integrated_gradients(backend.as_mut(), &batch, &quadrature)?;
+    let mut times = Vec::with_capacity(args.repeat);
+    for _ in 0..args.repeat {
+        let t = Instant::now();
+        integrated_gradients(backend.as_mut(), &batch, &quadrature)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let (min, max) = (times.iter().copied().fold(f64::MAX, f64::min), times.iter().copied().fold(0.0, f64::max));
+    let med = median(&mut times);
+    let evaluations = (args.batch * args.steps) as f64;
+
+    // One more attribution on a second engine with every dispatch timed.
+    let mut kernels: Vec<KernelTime> = Vec::new();
+    let mut flops_per_evaluation = None;
+    let mut bytes_per_evaluation = None;
+    if let Some(e) = engine.as_mut() {
+        flops_per_evaluation = Some(e.flops_per_evaluation());
+        bytes_per_evaluation = Some(e.bytes_per_evaluation());
+        integrated_gradients(e, &batch, &quadrature)?;
+        if e.start_profiling().is_ok() {
+            integrated_gradients(e, &batch, &quadrature)?;
+            kernels = e.take_profile().unwrap_or_default();
+        }
+    }
+    let gpu_seconds: f64 = kernels.iter().map(|k| k.seconds).sum();
+    let gflops = flops_per_evaluation.map(|f| f * evaluations / med / 1e9);
+    let s = &warm.stats;
+
+    if args.json {
+        let line = json!({
+            "adapter": s.device,
+            "backend": s.backend,
+            "model": args.model.display().to_string(),
+            "method": quadrature_name(&args.method),
+            "steps": args.steps,
+            "batch": args.batch,
+            "repeat": args.repeat,
+            "wall_s": {"median": med, "min": min, "max": max},
+            "images_per_s": args.batch as f64 / med,
+            "gradient_evaluations_per_s": evaluations / med,
+            "gflops_per_s": gflops,
+            "flops_per_evaluation": flops_per_evaluation,
+            "bytes_per_evaluation": bytes_per_evaluation,
+            "dispatches_per_attribution": s.dispatches,
+            "submissions_per_attribution": s.submissions,
+            "chunks": s.chunks,
+            "gpu_seconds_per_attribution": (!kernels.is_empty()).then_some(gpu_seconds),
+            "kernels": kernels,
+        });
+        println!("{line}");
+        return Ok(());
+    }
+    println!("adapter: {} ({})", s.device, s.backend);
+    println!(
+        "{} steps x {} image(s) ({}), {} timed run(s) after a warm-up",
+        args.steps, args.batch, args.method, args.repeat
+    );
+    println!("wall per attribution: median {:.3} ms, min {:.3} ms, max {:.3} ms", med * 1e3, min * 1e3, max * 1e3);
+    println!("images/s: {:.1}", args.batch as f64 / med);
+    println!("gradient evaluations/s: {:.1}", evaluations / med);
+    if let (Some(f), Some(g)) = (flops_per_evaluation, gflops) {
+        println!("FLOPs per evaluation: {:.3} M; achieved {g:.2} GFLOP/s", f / 1e6);
+    }
+    println!(
+        "per attribution: {} dispatches, {} submission(s), {} chunk(s)",
+        s.dispatches, s.submissions, s.chunks
+    );
+    if !kernels.is_empty() {
+        println!("GPU time per attribution (timestamps, one pass per dispatch): {:.3} ms", gpu_seconds * 1e3);
+        for k in &kernels {
+            let rate = if k.seconds > 0.0 && k.flops > 0.0 {
+                format!("{:8.2} GFLOP/s", k.flops / k.seconds / 1e9)
+            } else {
+                String::new()
+            };
+            println!("  {:36} {:9.3} ms {:5.1}% {rate}", k.label, k.seconds * 1e3, 100.0 * k.seconds / gpu_seconds);
+        }
+    }
+    Ok(())
+}
+
+fn quadrature_name(method: &str) -> String {
+    method.to_string()
+}

@@ -1,0 +1,545 @@
+//! Lowering a model to the fixed list of dispatches every chunk runs, over named buffers.
+//!
+//! Fusions: a ReLU after a conv or linear layer runs in that layer's epilogue; a ReLU's backward mask is
+//! applied by the layer that reads the ReLU's output (conv, linear and avg-pool multiply their input
+//! gradient by it; max-pool records no maximum for windows that are all zero); when the model ends in a
+//! linear layer its backward pass starts from the target's row of weights, so no separate seed is needed.
+//! ReLUs that cannot be fused run in place. Flatten is free.
+
+use super::kernels::{Kernel, Spec};
+use crate::model::{Layer, Model, Shape};
+
+/// A buffer bound by the program's dispatches, by role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The group's images, one after the other.
+    Inputs,
+    Baselines,
+    /// The chunk's row table.
+    Rows,
+    /// The chunk's span table.
+    Spans,
+    /// The group's running sums of weighted gradients, then its attributions.
+    Total,
+    /// Two values per row of the group: F and |grad F|.
+    Diagnostics,
+    /// Activation buffer i (`Program::activation_lens[i]` values per row).
+    Activation(usize),
+    /// One of the two gradient buffers the backward pass alternates between.
+    Gradient(usize),
+    /// Where each max-pool output's maximum was (`Program::argmax_lens[i]` per row).
+    Argmax(usize),
+    /// Weights then bias of layer i.
+    Params(usize),
+}
+
+/// What a dispatch's size follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    Rows,
+    GradRows,
+    Spans,
+    Images,
+}
+
+/// How many workgroups a dispatch needs, given the chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extent {
+    /// `per` invocations per counted item, WORKGROUP_SIZE to a workgroup.
+    Invocations { per: usize, of: Count },
+    /// `tiles` workgroups per block of `rows_per_workgroup` counted rows.
+    Tiles { tiles: usize, rows_per_workgroup: usize, of: Count },
+    /// One workgroup per counted item.
+    Workgroups { of: Count },
+}
+
+/// One dispatch: a kernel, its specialization and what it binds (binding 0 is always the chunk uniform).
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub kernel: Kernel,
+    pub spec: Spec,
+    pub bindings: Vec<(u32, Slot)>,
+    pub extent: Extent,
+    /// e.g. `conv2d_forward (layer 3)`.
+    pub label: String,
+    /// Floating-point operations per counted item (a multiply-add counts two).
+    pub flops_per_row: f64,
+    /// Bytes of activations, gradients and argmax read and written per counted item (weights and
+    /// caches aside): the memory traffic of the roofline.
+    pub bytes_per_row: f64,
+}
+
+/// Register-tile sizes of the layer kernels.
+///
+/// On a CPU adapter (lavapipe) a workgroup runs as loops over SIMD vectors: per-lane memory reads are
+/// gathers and dear, spilled registers are cheap, so tiles are large and reuse every value loaded many
+/// times. On a GPU, registers are the limit and parallelism matters, so tiles are small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tiling {
+    /// Rows per workgroup of the conv, pool and element-wise kernels.
+    pub workgroup: usize,
+    /// Channels per conv tile (output channels forward, input channels backward).
+    pub conv_channels: usize,
+    /// Neighbouring values per conv tile along a row.
+    pub conv_strip: usize,
+    /// Neighbouring values per pooling tile.
+    pub pool_strip: usize,
+    /// Lanes per workgroup of the linear kernels.
+    pub linear_workgroup: usize,
+    /// Rows per lane of the linear kernels.
+    pub linear_rows: usize,
+    /// Outputs (forward) or inputs (backward) per linear tile.
+    pub linear_features: usize,
+}
+
+impl Tiling {
+    pub const CPU: Tiling = Tiling {
+        workgroup: 64,
+        conv_channels: 16,
+        conv_strip: 16,
+        pool_strip: 16,
+        linear_workgroup: 16,
+        linear_rows: 4,
+        linear_features: 16,
+    };
+
+    pub const GPU: Tiling = Tiling {
+        workgroup: 64,
+        conv_channels: 8,
+        conv_strip: 4,
+        pool_strip: 4,
+        linear_workgroup: 64,
+        linear_rows: 1,
+        linear_features: 8,
+    };
+
+    /// The tiling suited to an adapter: [`Tiling::CPU`] for software adapters, else [`Tiling::GPU`].
+    pub fn for_adapter(info: &wgpu::AdapterInfo) -> Tiling {
+        if info.device_type == wgpu::DeviceType::Cpu { Tiling::CPU } else { Tiling::GPU }
+    }
+}
+
+/// Splits `n` into the fewest parts of at most `max` and returns the part size.
+fn part(n: usize, max: usize) -> usize {
+    n.div_ceil(n.div_ceil(max.max(1)))
+}
+
+/// The model lowered to dispatches.
+pub struct Program {
+    /// Path, forward, backward, accumulate, diagnostics: the dispatches of every chunk.
+    pub dispatches: Vec<Dispatch>,
+    /// The last chunk of a group adds this one.
+    pub finish: Dispatch,
+    pub activation_lens: Vec<usize>,
+    pub argmax_lens: Vec<usize>,
+    /// Values per row of each gradient buffer.
+    pub gradient_len: usize,
+    /// Activation buffer of `shapes[i]`.
+    pub activation_of: Vec<usize>,
+    /// Gradient buffer of `shapes[i]` (where its gradient is materialised).
+    pub gradient_of: Vec<usize>,
+    /// Dispatches of layer i's forward and backward pass (none for Flatten or a fused ReLU).
+    pub forward_of: Vec<Option<usize>>,
+    pub backward_of: Vec<Option<usize>>,
+}
+
+/// Constants every layer kernel is specialized with.
+fn layer_spec(tiling: &Tiling, layer: &Layer, input: Shape, output: Shape) -> Spec {
+    let (kernel, stride, padding) = match layer {
+        Layer::Conv2d(c) => (c.kernel, c.stride, c.padding),
+        Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => (p.kernel, p.stride, p.padding),
+        _ => ([1, 1], [1, 1], [0, 0]),
+    };
+    let [ic, ih, iw] = input.chw();
+    let [oc, oh, ow] = output.chw();
+    Spec::default()
+        .u32("WORKGROUP_SIZE", tiling.workgroup)
+        .u32("IN_C", ic)
+        .u32("IN_H", ih)
+        .u32("IN_W", iw)
+        .u32("OUT_C", oc)
+        .u32("OUT_H", oh)
+        .u32("OUT_W", ow)
+        .u32("KH", kernel[0])
+        .u32("KW", kernel[1])
+        .u32("SH", stride[0])
+        .u32("SW", stride[1])
+        .u32("PH", padding[0])
+        .u32("PW", padding[1])
+}
+
+/// Declares `params` at binding 1 and `fn param(i)`: a uniform array when the layer's weights fit one
+/// uniform binding (read at uniform addresses, the fast path on every adapter), else a storage array.
+pub fn params_decl(spec: Spec, len: usize, max_uniform_bytes: u64) -> Spec {
+    let vec4s = len.div_ceil(4);
+    if (vec4s as u64) * 16 <= max_uniform_bytes {
+        spec.decl(format!(
+            "@group(0) @binding(1) var<uniform> params: array<vec4<f32>, {vec4s}>;\n\
+             fn param(i: u32) -> f32 {{ return params[i / 4u][i % 4u]; }}"
+        ))
+    } else {
+        spec.decl(
+            "@group(0) @binding(1) var<storage, read> params: array<f32>;\n\
+             fn param(i: u32) -> f32 { return params[i]; }"
+                .to_string(),
+        )
+    }
+}
+
+/// Floor division for the conv backward's column offsets.
+fn floor_div(a: i64, b: i64) -> i64 {
+    a.div_euclid(b)
+}
+
+impl Program {
+    /// Lowers `model`; `fuse` false keeps every layer in its own dispatches (for testing layers alone).
+    pub fn new(model: &Model, tiling: &Tiling, fuse: bool, max_uniform_bytes: u64) -> Program {
+        use Slot::*;
+        let shapes = model.shapes();
+        let layers = model.layers();
+        let n = layers.len();
+        let dim = shapes[0].len();
+        let classes = model.classes();
+        let t = tiling;
+        let elementwise = |len: usize| Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("LEN", len);
+        let params = |i: usize| {
+            let p = model.params(i).unwrap();
+            p.weight.len() + layer_param_bias_len(&layers[i], p.bias.len())
+        };
+
+        // The layer before i, skipping Flatten (which changes nothing in memory).
+        let before = |i: usize| (0..i).rev().find(|&j| layers[j] != Layer::Flatten);
+        let after = |i: usize| (i + 1..n).find(|&j| layers[j] != Layer::Flatten);
+        // ReLU i runs in the epilogue of the conv or linear layer before it.
+        let relu_fused = |i: usize| {
+            fuse && layers[i] == Layer::Relu
+                && i > 0
+                && matches!(layers[i - 1], Layer::Conv2d(_) | Layer::Linear(_))
+                && after(i).is_some()
+        };
+        // Layer i reads a ReLU's output and applies its backward mask.
+        let masks_input = |i: usize| {
+            fuse && matches!(layers[i], Layer::Conv2d(_) | Layer::Linear(_) | Layer::AvgPool2d(_) | Layer::MaxPool2d(_))
+                && before(i).is_some_and(|j| layers[j] == Layer::Relu)
+        };
+        let last = (0..n).rev().find(|&j| layers[j] != Layer::Flatten);
+        let seed_fused = fuse && last.is_some_and(|j| matches!(layers[j], Layer::Linear(_)));
+
+        let mut dispatches = vec![Dispatch {
+            kernel: Kernel::Path,
+            spec: elementwise(dim),
+            bindings: vec![(1, Inputs), (2, Baselines), (3, Rows), (4, Activation(0))],
+            extent: Extent::Invocations { per: dim, of: Count::Rows },
+            label: "path".into(),
+            flops_per_row: 0.0,
+            bytes_per_row: 0.0,
+        }];
+        let mut activation_lens = vec![dim];
+        let mut activation_of = vec![0];
+        let mut argmax_lens = Vec::new();
+        let mut argmax_of = vec![None; n];
+        let mut forward_of = vec![None; n];
+
+        for (i, layer) in layers.iter().enumerate() {
+            let (input, output) = (shapes[i], shapes[i + 1]);
+            let src = activation_of[i];
+            if matches!(layer, Layer::Flatten) || relu_fused(i) {
+                activation_of.push(src);
+                continue;
+            }
+            if *layer == Layer::Relu {
+                activation_of.push(src);
+                forward_of[i] = Some(dispatches.len());
+                dispatches.push(Dispatch {
+                    kernel: Kernel::ReluForward,
+                    spec: elementwise(input.len()),
+                    bindings: vec![(2, Activation(src))],
+                    extent: Extent::Invocations { per: input.len(), of: Count::Rows },
+                    label: format!("relu_forward (layer {i})"),
+                    flops_per_row: 0.0,
+                    bytes_per_row: 0.0,
+                });
+                continue;
+            }
+            let dst = activation_lens.len();
+            activation_lens.push(output.len());
+            activation_of.push(dst);
+            let spec = layer_spec(t, layer, input, output);
+            let relu = i + 1 < n && relu_fused(i + 1);
+            let [_, oh, ow] = output.chw();
+            let (kernel, spec, mut bindings, extent) = match layer {
+                Layer::Conv2d(c) => {
+                    let ocb = part(c.out_channels, t.conv_channels);
+                    let px = part(ow, t.conv_strip);
+                    let tiles = c.out_channels.div_ceil(ocb) * oh * ow.div_ceil(px);
+                    let spec = params_decl(spec.u32("OCB", ocb).u32("PX", px), params(i), max_uniform_bytes);
+                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
+                    (Kernel::Conv2dForward, spec.flag("RELU", relu), vec![(1, Params(i))], extent)
+                }
+                Layer::Linear(l) => {
+                    let ob = part(l.out_features, t.linear_features);
+                    let spec = linear_spec(t, l.in_features, l.out_features).u32("OB", ob);
+                    let spec = params_decl(spec, params(i), max_uniform_bytes);
+                    let extent = Extent::Tiles {
+                        tiles: l.out_features.div_ceil(ob),
+                        rows_per_workgroup: t.linear_workgroup * t.linear_rows,
+                        of: Count::Rows,
+                    };
+                    (Kernel::LinearForward, spec.flag("RELU", relu), vec![(1, Params(i))], extent)
+                }
+                Layer::MaxPool2d(_) | Layer::AvgPool2d(_) => {
+                    let px = part(ow, t.pool_strip);
+                    let tiles = output.chw()[0] * oh * ow.div_ceil(px);
+                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
+                    let spec = spec.u32("PX", px);
+                    if matches!(layer, Layer::MaxPool2d(_)) {
+                        argmax_of[i] = Some(argmax_lens.len());
+                        argmax_lens.push(output.len());
+                        let spec = spec.flag("RELU_INPUT", masks_input(i));
+                        (Kernel::MaxPoolForward, spec, vec![(4, Argmax(argmax_lens.len() - 1))], extent)
+                    } else {
+                        (Kernel::AvgPoolForward, spec, vec![], extent)
+                    }
+                }
+                Layer::Relu | Layer::Flatten => unreachable!(),
+            };
+            bindings.extend([(2, Activation(src)), (3, Activation(dst))]);
+            forward_of[i] = Some(dispatches.len());
+            dispatches.push(Dispatch {
+                kernel,
+                spec,
+                bindings,
+                extent,
+                label: format!("{} (layer {i})", kernel.name()),
+                flops_per_row: 0.0,
+                bytes_per_row: 0.0,
+            });
+        }
+
+        // Backward: the gradient of the target logit flows from the logits to the input, alternating
+        // between two gradient buffers; in-place steps keep it where it is.
+        let mut gradient_of = vec![0; n + 1];
+        let mut backward_of = vec![None; n];
+        if !seed_fused {
+            dispatches.push(Dispatch {
+                kernel: Kernel::Seed,
+                spec: Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("CLASSES", classes),
+                bindings: vec![(2, Rows), (3, Gradient(0))],
+                extent: Extent::Invocations { per: classes, of: Count::GradRows },
+                label: "seed".into(),
+                flops_per_row: 0.0,
+                bytes_per_row: 0.0,
+            });
+        }
+        for (i, layer) in layers.iter().enumerate().rev() {
+            let (input, output) = (shapes[i], shapes[i + 1]);
+            let out = gradient_of[i + 1];
+            let into = 1 - out;
+            let mask = masks_input(i);
+            let x = Activation(activation_of[i]);
+            let spec = layer_spec(t, layer, input, output);
+            let [ic, ih, iw] = input.chw();
+            let step = match layer {
+                Layer::Flatten => None,
+                Layer::Relu => {
+                    // Applied by the layer that reads this ReLU's output, where it can.
+                    let applied = after(i).is_some_and(|j| masks_input(j));
+                    (!applied).then(|| {
+                        (
+                            out,
+                            Dispatch {
+                                kernel: Kernel::ReluBackward,
+                                spec: elementwise(input.len()),
+                                bindings: vec![(2, Activation(activation_of[i + 1])), (3, Gradient(out))],
+                                extent: Extent::Invocations { per: input.len(), of: Count::GradRows },
+                                label: format!("relu_backward (layer {i})"),
+                                flops_per_row: 0.0,
+                                bytes_per_row: 0.0,
+                            },
+                        )
+                    })
+                }
+                Layer::Conv2d(c) => {
+                    let icb = part(c.in_channels, t.conv_channels);
+                    let sw = c.stride[1];
+                    let px = part(iw, t.conv_strip).next_multiple_of(sw);
+                    let (pw, kw) = (c.padding[1] as i64, c.kernel[1] as i64);
+                    let lo = floor_div(pw - (kw - 1), sw as i64);
+                    let hi = floor_div(px as i64 - 1 + pw, sw as i64);
+                    let spec = spec.u32("ICB", icb).u32("PX", px).i32("GX_LO_I", lo).u32("GSPAN", (hi - lo + 1) as usize);
+                    let spec = params_decl(spec, params(i), max_uniform_bytes).flag("MASK", mask);
+                    let tiles = ic.div_ceil(icb) * ih * iw.div_ceil(px);
+                    let mut bindings = vec![(1, Params(i)), (2, Gradient(out)), (3, Gradient(into))];
+                    if mask {
+                        bindings.push((4, x));
+                    }
+                    Some((
+                        into,
+                        Dispatch {
+                            kernel: Kernel::Conv2dBackward,
+                            spec,
+                            bindings,
+                            extent: Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows },
+                            label: format!("conv2d_backward (layer {i})"),
+                            flops_per_row: 0.0,
+                            bytes_per_row: 0.0,
+                        },
+                    ))
+                }
+                Layer::Linear(l) => {
+                    let seed = seed_fused && Some(i) == last;
+                    let ib = part(l.in_features, t.linear_features);
+                    let spec = linear_spec(t, l.in_features, l.out_features).u32("IB", ib);
+                    let spec = params_decl(spec, params(i), max_uniform_bytes).flag("MASK", mask).flag("SEED", seed);
+                    let mut bindings = vec![(1, Params(i)), (3, Gradient(into))];
+                    bindings.push(if seed { (5, Rows) } else { (2, Gradient(out)) });
+                    if mask {
+                        bindings.push((4, x));
+                    }
+                    Some((
+                        into,
+                        Dispatch {
+                            kernel: Kernel::LinearBackward,
+                            spec,
+                            bindings,
+                            extent: Extent::Tiles {
+                                tiles: l.in_features.div_ceil(ib),
+                                rows_per_workgroup: t.linear_workgroup * t.linear_rows,
+                                of: Count::GradRows,
+                            },
+                            label: format!("linear_backward (layer {i})"),
+                            flops_per_row: 0.0,
+                            bytes_per_row: 0.0,
+                        },
+                    ))
+                }
+                Layer::MaxPool2d(_) | Layer::AvgPool2d(_) => {
+                    let px = part(iw, t.pool_strip);
+                    let tiles = ic * ih * iw.div_ceil(px);
+                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows };
+                    let (kernel, spec, mut bindings) = if matches!(layer, Layer::MaxPool2d(_)) {
+                        let a = Argmax(argmax_of[i].unwrap());
+                        (Kernel::MaxPoolBackward, spec.u32("PX", px), vec![(2, Gradient(out)), (3, a), (4, Gradient(into))])
+                    } else {
+                        let spec = spec.u32("PX", px).flag("MASK", mask);
+                        (Kernel::AvgPoolBackward, spec, vec![(2, Gradient(out)), (3, Gradient(into))])
+                    };
+                    if mask && kernel == Kernel::AvgPoolBackward {
+                        bindings.push((4, x));
+                    }
+                    Some((
+                        into,
+                        Dispatch {
+                            kernel,
+                            spec,
+                            bindings,
+                            extent,
+                            label: format!("{} (layer {i})", kernel.name()),
+                            flops_per_row: 0.0,
+                            bytes_per_row: 0.0,
+                        },
+                    ))
+                }
+            };
+            match step {
+                None => gradient_of[i] = out,
+                Some((into, d)) => {
+                    gradient_of[i] = into;
+                    backward_of[i] = Some(dispatches.len());
+                    dispatches.push(d);
+                }
+            }
+        }
+        let input_gradient = Gradient(gradient_of[0]);
+        dispatches.push(Dispatch {
+            kernel: Kernel::Accumulate,
+            spec: elementwise(dim),
+            bindings: vec![(2, input_gradient), (3, Rows), (4, Spans), (5, Total)],
+            extent: Extent::Invocations { per: dim, of: Count::Spans },
+            label: "accumulate".into(),
+            flops_per_row: 0.0,
+            bytes_per_row: 0.0,
+        });
+        dispatches.push(Dispatch {
+            kernel: Kernel::Diagnostics,
+            spec: elementwise(dim).u32("CLASSES", classes),
+            bindings: vec![(2, input_gradient), (3, Activation(activation_of[n])), (4, Rows), (5, Diagnostics)],
+            extent: Extent::Workgroups { of: Count::Rows },
+            label: "diagnostics".into(),
+            flops_per_row: 0.0,
+            bytes_per_row: 0.0,
+        });
+        let mut finish = Dispatch {
+            kernel: Kernel::Finish,
+            spec: elementwise(dim),
+            bindings: vec![(2, Inputs), (3, Baselines), (4, Total)],
+            extent: Extent::Invocations { per: dim, of: Count::Images },
+            label: "finish".into(),
+            flops_per_row: 0.0,
+            bytes_per_row: 0.0,
+        };
+        for d in dispatches.iter_mut().chain([&mut finish]) {
+            (d.flops_per_row, d.bytes_per_row) = cost(d, shapes);
+        }
+        Program {
+            dispatches,
+            finish,
+            activation_lens,
+            argmax_lens,
+            gradient_len: shapes.iter().map(|s| s.len()).max().unwrap(),
+            activation_of,
+            gradient_of,
+            forward_of,
+            backward_of,
+        }
+    }
+
+    /// Bytes per row of each per-row buffer.
+    pub fn row_buffer_bytes(&self, row_entry: usize, span_entry: usize) -> Vec<u64> {
+        let f = |n: usize| 4 * n as u64;
+        let mut v: Vec<u64> = self.activation_lens.iter().map(|&n| f(n)).collect();
+        v.extend(self.argmax_lens.iter().map(|&n| f(n)));
+        v.extend([f(self.gradient_len), f(self.gradient_len)]);
+        v.extend([row_entry as u64, span_entry as u64]);
+        v
+    }
+}
+
+fn linear_spec(t: &Tiling, in_len: usize, out_len: usize) -> Spec {
+    Spec::default()
+        .u32("WORKGROUP_SIZE", t.linear_workgroup)
+        .u32("IN_LEN", in_len)
+        .u32("OUT_LEN", out_len)
+        .u32("RB", t.linear_rows)
+}
+
+/// Length of the bias the kernels read: the layer's outputs, zeros when it has no bias.
+fn layer_param_bias_len(layer: &Layer, bias: usize) -> usize {
+    match layer {
+        Layer::Conv2d(c) => c.out_channels,
+        Layer::Linear(l) => l.out_features,
+        _ => bias,
+    }
+}
+
+/// (FLOPs, bytes) per counted item of dispatch `d`, from its specialization.
+fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
+    let c = |name: &str| d.spec.get(name).unwrap_or(0) as f64;
+    let (in_len, out_len) = (c("IN_C") * c("IN_H") * c("IN_W"), c("OUT_C") * c("OUT_H") * c("OUT_W"));
+    let window = c("KH") * c("KW");
+    let dim = shapes[0].len() as f64;
+    match d.kernel {
+        Kernel::Conv2dForward | Kernel::Conv2dBackward => (2.0 * out_len * c("IN_C") * window, 4.0 * (in_len + out_len)),
+        Kernel::LinearForward => (2.0 * c("IN_LEN") * c("OUT_LEN"), 4.0 * (c("IN_LEN") + c("OUT_LEN"))),
+        Kernel::LinearBackward if d.spec.has_flag("SEED") => (0.0, 4.0 * c("IN_LEN")),
+        Kernel::LinearBackward => (2.0 * c("IN_LEN") * c("OUT_LEN"), 4.0 * (c("IN_LEN") + c("OUT_LEN"))),
+        Kernel::MaxPoolForward => (out_len * window, 4.0 * (in_len + 2.0 * out_len)),
+        Kernel::MaxPoolBackward => (out_len * window, 4.0 * (in_len + 2.0 * out_len)),
+        Kernel::AvgPoolForward | Kernel::AvgPoolBackward => (out_len * window, 4.0 * (in_len + out_len)),
+        Kernel::ReluForward | Kernel::ReluBackward => (c("LEN"), 8.0 * c("LEN")),
+        Kernel::Path => (3.0 * dim, 12.0 * dim),
+        Kernel::Diagnostics | Kernel::Finish => (2.0 * dim, 8.0 * dim),
+        Kernel::Accumulate => (0.0, 4.0 * dim),
+        Kernel::Seed => (0.0, 4.0 * c("CLASSES")),
+    }
+}
