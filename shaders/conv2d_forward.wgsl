@@ -1,22 +1,39 @@
-// Conv2d forward, with the bias and optionally the ReLU that follows it (flag RELU).
-// Lanes are rows; each workgroup computes one tile for WORKGROUP_SIZE rows: OCB output channels times PX
-// neighbouring outputs of one output row. Each input value loaded serves OCB * KW products and each weight
-// (read at a uniform address) PX products.
-// Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, OCB, PX;
-// `param(i)` reads the weights [OUT_C, IN_C, KH, KW], then the bias [OUT_C].
+// Conv2d forward, with the bias, optionally the ReLU after it (flag RELU) and optionally the max-pool
+// after that (flag POOL: windows of KPH x KPW with the same stride and no padding), so that the conv's
+// own output is never stored.
+// Lanes are rows; each workgroup computes one tile for WORKGROUP_SIZE rows: OCB output channels times
+// PX neighbouring outputs (pooled outputs with POOL) of one output row. Each input value loaded serves
+// OCB * KW products and each weight (read at a uniform address) PX products or more.
+// Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, OCB, PX,
+// with POOL also KPH, KPW, POOL_H, POOL_W. `param(i)` reads the weights [OUT_C, IN_C, KH, KW], then the
+// bias [OUT_C].
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
+//#if POOL
+@group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
+
+// A tile is KPH conv rows by PX * KPW conv columns: PX windows of one pooled row.
+const TILE_H: u32 = KPH;
+const TILE_W: u32 = PX * KPW;
+const GRID_H: u32 = POOL_H;
+const GRID_W: u32 = POOL_W;
+//#else
+const TILE_H: u32 = 1u;
+const TILE_W: u32 = PX;
+const GRID_H: u32 = OUT_H;
+const GRID_W: u32 = OUT_W;
+//#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
-const OUT_LEN: u32 = OUT_C * OUT_H * OUT_W;
 const BIAS: u32 = OUT_C * IN_C * KH * KW;
 const OC_BLOCKS: u32 = (OUT_C + OCB - 1u) / OCB;
-const STRIPS: u32 = (OUT_W + PX - 1u) / PX;
-const TILES: u32 = OC_BLOCKS * OUT_H * STRIPS;
-// Inputs under a strip of PX outputs.
-const SPAN: u32 = (PX - 1u) * SW + KW;
+const STRIPS: u32 = (GRID_W + PX - 1u) / PX;
+const TILES: u32 = OC_BLOCKS * GRID_H * STRIPS;
+// Inputs under one row of a tile.
+const SPAN: u32 = (TILE_W - 1u) * SW + KW;
+const NONE: u32 = 0xffffffffu;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -27,43 +44,53 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         return;
     }
     let tile = g % TILES;
-    let oc0 = (tile / (OUT_H * STRIPS)) * OCB;
-    let oy = (tile / STRIPS) % OUT_H;
-    let ox0 = (tile % STRIPS) * PX;
+    let oc0 = (tile / (GRID_H * STRIPS)) * OCB;
+    let gy = (tile / STRIPS) % GRID_H;
+    let gx0 = (tile % STRIPS) * PX;
+    // Top-left conv output of the tile.
+    let oy0 = gy * TILE_H;
+    let ox0 = gx0 * (TILE_W / PX);
     let r = first + lane;
     // Lanes past the last row compute on the first row and store nothing.
     let x = select(first, r, r < chunk.rows) * IN_LEN;
 
-    var acc: array<array<f32, PX>, OCB>;
+    var acc: array<array<array<f32, TILE_W>, TILE_H>, OCB>;
     for (var ic = 0u; ic < IN_C; ic++) {
         // Summing each input channel apart, then the channels, keeps the rounding error small.
-        var part: array<array<f32, PX>, OCB>;
+        var part: array<array<array<f32, TILE_W>, TILE_H>, OCB>;
         for (var ky = 0u; ky < KH; ky++) {
-            let iy = i32(oy * SH + ky) - i32(PH);
-            if (iy < 0 || iy >= i32(IN_H)) {
-                continue;
-            }
-            let line = x + (ic * IN_H + u32(iy)) * IN_W;
-            var xs: array<f32, SPAN>;
-            for (var q = 0u; q < SPAN; q++) {
-                let ix = i32(ox0 * SW + q) - i32(PW);
-                if (ix >= 0 && ix < i32(IN_W)) {
-                    xs[q] = input[line + u32(ix)];
+            // The inputs under each tile row for this tap row; zero outside the input (padding).
+            // (Every loop that indexes a register array has a constant trip count, so the compiler
+            // unrolls it and keeps the arrays in registers.)
+            var xs: array<array<f32, SPAN>, TILE_H>;
+            for (var ty = 0u; ty < TILE_H; ty++) {
+                let iy = i32((oy0 + ty) * SH + ky) - i32(PH);
+                let inside = iy >= 0 && iy < i32(IN_H);
+                let line = x + (ic * IN_H + u32(select(0, iy, inside))) * IN_W;
+                for (var q = 0u; q < SPAN; q++) {
+                    let ix = i32(ox0 * SW + q) - i32(PW);
+                    if (inside && ix >= 0 && ix < i32(IN_W)) {
+                        xs[ty][q] = input[line + u32(ix)];
+                    }
                 }
             }
             for (var c = 0u; c < OCB; c++) {
                 let w = ((min(oc0 + c, OUT_C - 1u) * IN_C + ic) * KH + ky) * KW;
                 for (var kx = 0u; kx < KW; kx++) {
                     let wv = param(w + kx);
-                    for (var p = 0u; p < PX; p++) {
-                        part[c][p] += wv * xs[p * SW + kx];
+                    for (var ty = 0u; ty < TILE_H; ty++) {
+                        for (var p = 0u; p < TILE_W; p++) {
+                            part[c][ty][p] += wv * xs[ty][p * SW + kx];
+                        }
                     }
                 }
             }
         }
         for (var c = 0u; c < OCB; c++) {
-            for (var p = 0u; p < PX; p++) {
-                acc[c][p] += part[c][p];
+            for (var ty = 0u; ty < TILE_H; ty++) {
+                for (var p = 0u; p < TILE_W; p++) {
+                    acc[c][ty][p] += part[c][ty][p];
+                }
             }
         }
     }
@@ -78,16 +105,47 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         // The bias goes last: added first, it would round away the low bits of small products (near a
         // zero baseline every product is small).
         let b = param(BIAS + oc);
+//#if POOL
+        for (var p = 0u; p < PX; p++) {
+            let px = gx0 + p;
+            if (px >= POOL_W) {
+                break;
+            }
+            // The first maximum in row-major window order, as max-pooling in PyTorch.
+            var best = 0.0;
+            var best_at = NONE;
+            for (var dy = 0u; dy < KPH; dy++) {
+                for (var dx = 0u; dx < KPW; dx++) {
+                    var v = acc[c][dy][p * KPW + dx] + b;
+//#if RELU
+                    v = max(v, 0.0);
+//#endif
+                    if (best_at == NONE || v > best) {
+                        best = v;
+                        best_at = (oc * OUT_H + oy0 + dy) * OUT_W + px * KPW + dx;
+                    }
+                }
+            }
+//#if RELU
+            // No gradient passes the ReLU where the window's maximum is not positive.
+            best_at = select(NONE, best_at, best > 0.0);
+//#endif
+            let o = r * OUT_C * POOL_H * POOL_W + (oc * POOL_H + gy) * POOL_W + px;
+            output[o] = best;
+            argmax[o] = best_at;
+        }
+//#else
         for (var p = 0u; p < PX; p++) {
             let ox = ox0 + p;
             if (ox >= OUT_W) {
                 break;
             }
-            var v = acc[c][p] + b;
+            var v = acc[c][0][p] + b;
 //#if RELU
             v = max(v, 0.0);
 //#endif
-            output[r * OUT_LEN + (oc * OUT_H + oy) * OUT_W + ox] = v;
+            output[r * OUT_C * OUT_H * OUT_W + (oc * OUT_H + oy0) * OUT_W + ox] = v;
         }
+//#endif
     }
 }

@@ -1,5 +1,8 @@
-// MaxPool2d input gradient: each input value gathers the gradients of the windows whose maximum it was.
-// Lanes are rows; a workgroup covers PX inputs of one input row of one channel.
+// MaxPool2d input gradient.
+// With DISJOINT (stride equal to the kernel, no padding, windows covering the input exactly) each
+// window writes its own inputs: the gradient where its maximum was, zero elsewhere. Otherwise each input
+// value gathers the gradients of the windows whose maximum it was.
+// Lanes are rows; a workgroup covers PX windows (DISJOINT) or PX inputs of one row of one channel.
 // Specialization: as maxpool_forward.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
@@ -9,8 +12,13 @@
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
 const OUT_LEN: u32 = OUT_C * OUT_H * OUT_W;
+//#if DISJOINT
+const STRIPS: u32 = (OUT_W + PX - 1u) / PX;
+const TILES: u32 = OUT_C * OUT_H * STRIPS;
+//#else
 const STRIPS: u32 = (IN_W + PX - 1u) / PX;
 const TILES: u32 = IN_C * IN_H * STRIPS;
+//#endif
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -21,6 +29,26 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         return;
     }
     let tile = g % TILES;
+//#if DISJOINT
+    let c = tile / (OUT_H * STRIPS);
+    let oy = (tile / STRIPS) % OUT_H;
+    let ox0 = (tile % STRIPS) * PX;
+    for (var p = 0u; p < PX; p++) {
+        let ox = ox0 + p;
+        if (ox >= OUT_W) {
+            break;
+        }
+        let o = r * OUT_LEN + (c * OUT_H + oy) * OUT_W + ox;
+        let at = argmax[o];
+        let grad = grad_out[o];
+        for (var ky = 0u; ky < KH; ky++) {
+            let line = (c * IN_H + oy * KH + ky) * IN_W + ox * KW;
+            for (var kx = 0u; kx < KW; kx++) {
+                grad_in[r * IN_LEN + line + kx] = select(0.0, grad, at == line + kx);
+            }
+        }
+    }
+//#else
     let c = tile / (IN_H * STRIPS);
     let iy = (tile / STRIPS) % IN_H;
     let ix0 = (tile % STRIPS) * PX;
@@ -44,4 +72,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         }
         grad_in[r * IN_LEN + j] = acc;
     }
+//#endif
 }

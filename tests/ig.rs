@@ -162,9 +162,9 @@ fn dispatches_per_chunk_do_not_grow_with_steps() {
             (s.dispatches, s.submissions, s.readbacks)
         })
         .collect();
-    // path, conv+relu, maxpool, linear; linear (seeded), maxpool, conv; accumulate, diagnostics; finish
-    assert!(counts.iter().all(|c| *c == (10, 1, 1)), "{counts:?}");
-    assert_eq!(gpu.dispatches_per_chunk(), 9);
+    // path, conv+relu+maxpool, linear; linear (seeded), maxpool, conv; accumulate, diagnostics; finish
+    assert!(counts.iter().all(|c| *c == (9, 1, 1)), "{counts:?}");
+    assert_eq!(gpu.dispatches_per_chunk(), 8);
 }
 
 #[test]
@@ -296,23 +296,36 @@ fn predicted_targets_and_logits_match_cpu() {
 #[test]
 fn fused_and_unfused_kernels_agree() {
     // Every fusion: ReLU epilogues of conv and linear, masks on conv, avg-pool and linear, max-pool
-    // after ReLU, a ReLU that cannot be fused (first layer, after pooling), the fused seed.
-    let model = Model::random_from_arch(
-        "relu conv(2,4,3,p1) relu maxpool2 conv(4,4,3,p1) relu avgpool2 relu conv(4,3,1) flatten linear(12,8) relu linear(8,4)",
-        [2, 9, 8],
-        9,
-    )
-    .unwrap();
-    let b = batch(&model, 3, 90);
-    let q = Rule::GaussLegendre.nodes(12).unwrap();
-    let fused = integrated_gradients(&mut engine(&model), &b, &q).unwrap();
-    let plain = integrated_gradients(&mut unfused(&model), &b, &q).unwrap();
-    let cpu = integrated_gradients(&mut CpuBackend::new(&model), &b, &q).unwrap();
-    assert!(fused.stats.dispatches < plain.stats.dispatches);
-    let err = rel_l2(&fused.values, &plain.values);
-    assert!(err < 1e-6, "fused vs unfused {err}");
-    let err = rel_l2(&fused.values, &cpu.values);
-    assert!(err < 1e-5, "fused vs CPU {err}");
+    // after ReLU, max-pool inside the conv (with and without ReLU, windows not covering the whole input),
+    // a ReLU that cannot be fused (first layer, after pooling), the fused seed.
+    for (arch, shape) in [
+        (
+            "relu conv(2,4,3,p1) relu maxpool2 conv(4,4,3,p1) relu avgpool2 relu conv(4,3,1) flatten linear(12,8) relu linear(8,4)",
+            [2, 9, 8],
+        ),
+        (
+            "conv(1,4,3,p1) maxpool2 conv(4,5,3) relu maxpool(3,s2,p1) flatten linear(20,3)",
+            [1, 13, 12],
+        ),
+    ] {
+        let model = Model::random_from_arch(arch, shape, 9).unwrap();
+        let b = batch(&model, 3, 90);
+        let q = Rule::GaussLegendre.nodes(12).unwrap();
+        let fused = integrated_gradients(&mut engine(&model), &b, &q).unwrap();
+        let plain = integrated_gradients(&mut unfused(&model), &b, &q).unwrap();
+        let cpu = integrated_gradients(&mut CpuBackend::new(&model), &b, &q).unwrap();
+        assert!(fused.stats.dispatches < plain.stats.dispatches, "{arch}");
+        let err = rel_l2(&fused.values, &plain.values);
+        assert!(err < 1e-6, "{arch}: fused vs unfused {err}");
+        let err = rel_l2(&fused.values, &cpu.values);
+        assert!(err < 1e-5, "{arch}: fused vs CPU {err}");
+        for (f, c) in fused.images.iter().zip(&cpu.images) {
+            assert!(
+                (f.f_input - c.f_input).abs() < 1e-5 * (1.0 + c.f_input.abs()),
+                "{arch}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -6,17 +6,29 @@ use gig::gpu::{Kernel, Program, Tiling};
 /// Models whose lowering uses every kernel and every `//#if` flag: fused and unfused ReLUs, masks on
 /// conv, linear and avg-pool, max-pool after a ReLU, the fused and the separate seed, strides, padding.
 const MODELS: &[(&str, [usize; 3])] = &[
-    ("conv(1,16,3,p1) relu maxpool2 conv(16,32,3,p1) relu maxpool2 flatten linear(1568,64) relu linear(64,10)", [1, 28, 28]),
-    ("relu conv(3,5,3x2,s2,p1x0,nobias) relu avgpool(3,s2,p1) relu conv(5,4,3) flatten relu", [3, 17, 13]),
-    ("conv(2,3,5,s3,p2) avgpool2 relu relu flatten linear(6,2)", [2, 11, 9]),
+    (
+        "conv(1,16,3,p1) relu maxpool2 conv(16,32,3,p1) relu maxpool2 flatten linear(1568,64) relu linear(64,10)",
+        [1, 28, 28],
+    ),
+    (
+        "relu conv(3,5,3x2,s2,p1x0,nobias) relu avgpool(3,s2,p1) relu conv(5,4,3) flatten relu",
+        [3, 17, 13],
+    ),
+    (
+        "conv(2,3,5,s3,p2) avgpool2 relu relu flatten linear(6,2)",
+        [2, 11, 9],
+    ),
 ];
 
 fn validate(kernel: Kernel, source: &str) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{}: {}\n{source}", kernel.name(), e.emit_to_string(source)));
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty())
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}\n{source}", kernel.name(), e.emit_to_string(source)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::empty(),
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{}: {}\n{source}", kernel.name(), e.emit_to_string(source)));
 }
 
 #[test]
@@ -38,7 +50,10 @@ fn every_kernel_variant_validates_with_naga() {
         }
     }
     let missing: Vec<_> = Kernel::ALL.iter().filter(|k| !seen.contains(k)).collect();
-    assert!(missing.is_empty(), "kernels no test model uses: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "kernels no test model uses: {missing:?}"
+    );
 }
 
 #[test]
@@ -49,7 +64,10 @@ fn every_shader_file_is_a_kernel() {
         .filter(|f| f != "common.wgsl")
         .collect();
     files.sort();
-    let mut kernels: Vec<String> = Kernel::ALL.iter().map(|k| format!("{}.wgsl", k.name())).collect();
+    let mut kernels: Vec<String> = Kernel::ALL
+        .iter()
+        .map(|k| format!("{}.wgsl", k.name()))
+        .collect();
     kernels.sort();
     assert_eq!(files, kernels);
 }

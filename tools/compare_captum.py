@@ -1,6 +1,8 @@
 """Compare gig with Captum's IntegratedGradients on the same models and inputs, on this machine.
 
     python tools/compare_captum.py parity [--gig target/release/gig] [--steps 32]
+    python tools/compare_captum.py speed [--model assets/mnist_cnn.safetensors] [--batch 1 100] [--steps 50]
+                                         [--device cpu|cuda] [--rounds 3] [--gig-args ...]
 
 parity: for several CNNs other than the shipped one (random weights, odd shapes), every quadrature rule,
 a zero and a random baseline, runs `gig attribute` and Captum (float32) and prints the relative L2
@@ -10,6 +12,11 @@ Such differences come from max-pool windows or ReLUs whose inputs tie to within 
 path point, which two float32 implementations may resolve differently.
 Captum's riemann_trapezoid weights sum to (n-1)/n while gig's integrate exactly, so Captum's trapezoid
 result is compared with gig's times (n-1)/n.
+
+speed: on the same model, rule and batch, alternates `gig bench --json` and a Captum timing loop for
+--rounds rounds (so that both see the same machine load), checks that the two attributions of the
+shipped digits agree, and prints gradient evaluations per second of each and their ratio (medians over
+rounds). Captum runs on --device (cpu, or cuda where PyTorch has a GPU) with torch's default threads.
 
 Not part of the test suite; needs torch, captum and safetensors.
 """
@@ -27,7 +34,7 @@ from captum.attr import IntegratedGradients
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))
-from export_torch import export  # noqa: E402
+from export_torch import export, load  # noqa: E402
 
 RULES = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid", "gausslegendre"]
 
@@ -104,14 +111,93 @@ def parity(args):
     return 0 if diffs.max() < 1e-4 else 1
 
 
+def captum_rate(model, x, steps, method, device, repeat):
+    """Median gradient evaluations/s of Captum IG on batch x (after one warm-up)."""
+    import time
+
+    ig = IntegratedGradients(model)
+    t = torch.arange(x.shape[0], device=device) % 10
+    b = torch.zeros_like(x)
+
+    def once():
+        ig.attribute(x, baselines=b, target=t, n_steps=steps, method=method)
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    once()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        once()
+        times.append(time.perf_counter() - t0)
+    return x.shape[0] * steps / float(np.median(times))
+
+
+def speed(args):
+    model, shape = load(args.model)
+    model = model.to(args.device).eval()
+    agree = check_agreement(args, model, shape)
+    print(f"attributions of the 10 shipped digits, gig vs Captum: relative L2 {agree:.2e}")
+    for batch in args.batch:
+        gen = torch.Generator().manual_seed(0)
+        x = torch.rand((batch, *shape), generator=gen).to(args.device)
+        ours, theirs = [], []
+        for _ in range(args.rounds):
+            cmd = [args.gig, "bench", "--model", args.model, "--steps", str(args.steps), "--batch", str(batch),
+                   "--method", args.method, "--repeat", str(args.repeat), "--json", *args.gig_args]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                raise RuntimeError(res.stderr)
+            line = json.loads(res.stdout.strip().splitlines()[-1])
+            ours.append(line["gradient_evaluations_per_s"])
+            theirs.append(captum_rate(model, x, args.steps, args.method, args.device, args.repeat))
+        g, c = float(np.median(ours)), float(np.median(theirs))
+        print(f"batch {batch:4d}: gig {g:10.1f} evaluations/s ({line['adapter']}), "
+              f"captum {c:10.1f} evaluations/s (torch {torch.__version__}, {args.device}, "
+              f"{torch.get_num_threads()} threads): ratio {g / c:.2f}")
+    return 0
+
+
+def check_agreement(args, model, shape):
+    digits = [os.path.join(os.path.dirname(args.model), "digits", f"{d}.png") for d in range(10)]
+    if not all(os.path.exists(d) for d in digits):
+        return float("nan")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "a.npy")
+        cmd = [args.gig, "attribute", "--model", args.model, "--input", *digits, "--target",
+               ",".join(map(str, range(10))), "--method", args.method, "--steps", str(args.steps), "--out", out,
+               *args.gig_args]
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(res.stderr)
+        ours = np.load(out)
+    from PIL import Image
+
+    x = torch.tensor(np.stack([np.asarray(Image.open(d), dtype=np.float32)[None] / 255.0 for d in digits]))
+    x = x.to(args.device)
+    theirs = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=torch.arange(10),
+                                                  n_steps=args.steps, method=args.method)
+    return rel(ours, theirs.detach().cpu().numpy())
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     par = sub.add_parser("parity", help="attributions of gig and Captum agree")
     par.add_argument("--gig", default="target/release/gig")
     par.add_argument("--steps", type=int, default=32)
+    sp = sub.add_parser("speed", help="gradient evaluations/s of gig and Captum, side by side")
+    sp.add_argument("--gig", default="target/release/gig")
+    sp.add_argument("--model", default="assets/mnist_cnn.safetensors")
+    sp.add_argument("--batch", type=int, nargs="+", default=[1, 100])
+    sp.add_argument("--steps", type=int, default=50)
+    sp.add_argument("--method", default="gausslegendre")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("--rounds", type=int, default=3)
+    sp.add_argument("--repeat", type=int, default=5)
+    sp.add_argument("--gig-args", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args()
-    sys.exit(parity(args))
+    sys.exit(parity(args) if args.command == "parity" else speed(args))
 
 
 if __name__ == "__main__":

@@ -36,14 +36,20 @@ pub struct Args {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
     let model = load_model(&args.model)?;
     let quadrature = Rule::parse(&args.method)?.nodes(args.steps)?;
     if args.batch == 0 || args.repeat == 0 {
-        return Err(gig::Error::Input("--batch and --repeat must be at least 1".into()));
+        return Err(gig::Error::Input(
+            "--batch and --repeat must be at least 1".into(),
+        ));
     }
     let dim = model.input_len();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
@@ -70,24 +76,42 @@ pub fn run(args: Args) -> Result<()> {
         integrated_gradients(backend.as_mut(), &batch, &quadrature)?;
         times.push(t.elapsed().as_secs_f64());
     }
-    let (min, max) = (times.iter().copied().fold(f64::MAX, f64::min), times.iter().copied().fold(0.0, f64::max));
+    let (min, max) = (
+        times.iter().copied().fold(f64::MAX, f64::min),
+        times.iter().copied().fold(0.0, f64::max),
+    );
     let med = median(&mut times);
     let evaluations = (args.batch * args.steps) as f64;
 
-    // One more attribution on a second engine with every dispatch timed.
+    // Then attributions on a second engine with every dispatch timed: per kernel, the median over runs.
     let mut kernels: Vec<KernelTime> = Vec::new();
+    let mut gpu_seconds = 0.0;
     let mut flops_per_evaluation = None;
     let mut bytes_per_evaluation = None;
     if let Some(e) = engine.as_mut() {
         flops_per_evaluation = Some(e.flops_per_evaluation());
         bytes_per_evaluation = Some(e.bytes_per_evaluation());
         integrated_gradients(e, &batch, &quadrature)?;
-        if e.start_profiling().is_ok() {
+        let mut runs: Vec<Vec<KernelTime>> = Vec::new();
+        for _ in 0..args.repeat.min(5) {
+            if e.start_profiling().is_err() {
+                break;
+            }
             integrated_gradients(e, &batch, &quadrature)?;
-            kernels = e.take_profile().unwrap_or_default();
+            runs.extend(e.take_profile());
+        }
+        if let Some(first) = runs.first() {
+            let mut totals: Vec<f64> = runs
+                .iter()
+                .map(|r| r.iter().map(|k| k.seconds).sum())
+                .collect();
+            gpu_seconds = median(&mut totals);
+            kernels = first.clone();
+            for (i, k) in kernels.iter_mut().enumerate() {
+                k.seconds = median(&mut runs.iter().map(|r| r[i].seconds).collect::<Vec<_>>());
+            }
         }
     }
-    let gpu_seconds: f64 = kernels.iter().map(|k| k.seconds).sum();
     let gflops = flops_per_evaluation.map(|f| f * evaluations / med / 1e9);
     let s = &warm.stats;
 
@@ -96,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
             "adapter": s.device,
             "backend": s.backend,
             "model": args.model.display().to_string(),
-            "method": quadrature_name(&args.method),
+            "method": args.method,
             "steps": args.steps,
             "batch": args.batch,
             "repeat": args.repeat,
@@ -120,30 +144,43 @@ pub fn run(args: Args) -> Result<()> {
         "{} steps x {} image(s) ({}), {} timed run(s) after a warm-up",
         args.steps, args.batch, args.method, args.repeat
     );
-    println!("wall per attribution: median {:.3} ms, min {:.3} ms, max {:.3} ms", med * 1e3, min * 1e3, max * 1e3);
+    println!(
+        "wall per attribution: median {:.3} ms, min {:.3} ms, max {:.3} ms",
+        med * 1e3,
+        min * 1e3,
+        max * 1e3
+    );
     println!("images/s: {:.1}", args.batch as f64 / med);
     println!("gradient evaluations/s: {:.1}", evaluations / med);
     if let (Some(f), Some(g)) = (flops_per_evaluation, gflops) {
-        println!("FLOPs per evaluation: {:.3} M; achieved {g:.2} GFLOP/s", f / 1e6);
+        println!(
+            "FLOPs per evaluation: {:.3} M; achieved {g:.2} GFLOP/s",
+            f / 1e6
+        );
     }
     println!(
         "per attribution: {} dispatches, {} submission(s), {} chunk(s)",
         s.dispatches, s.submissions, s.chunks
     );
     if !kernels.is_empty() {
-        println!("GPU time per attribution (timestamps, one pass per dispatch): {:.3} ms", gpu_seconds * 1e3);
+        println!(
+            "GPU time per attribution (timestamps, one pass per dispatch; medians of {} runs): {:.3} ms",
+            args.repeat.min(5),
+            gpu_seconds * 1e3
+        );
         for k in &kernels {
             let rate = if k.seconds > 0.0 && k.flops > 0.0 {
                 format!("{:8.2} GFLOP/s", k.flops / k.seconds / 1e9)
             } else {
                 String::new()
             };
-            println!("  {:36} {:9.3} ms {:5.1}% {rate}", k.label, k.seconds * 1e3, 100.0 * k.seconds / gpu_seconds);
+            let share = 100.0 * k.seconds / gpu_seconds;
+            println!(
+                "  {:36} {:9.3} ms {share:5.1}% {rate}",
+                k.label,
+                k.seconds * 1e3
+            );
         }
     }
     Ok(())
-}
-
-fn quadrature_name(method: &str) -> String {
-    method.to_string()
 }

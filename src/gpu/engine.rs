@@ -99,7 +99,9 @@ fn storage(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
         label: Some(label),
         // Bindings need at least one element; 16 bytes covers every element type here.
         size: bytes.max(16).next_multiple_of(4),
-        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     })
 }
@@ -124,7 +126,11 @@ impl Engine {
             };
             let outputs = layer.param_shapes().unwrap().0[0];
             let mut data = p.weight.clone();
-            data.extend(if p.bias.is_empty() { vec![0.0; outputs] } else { p.bias.clone() });
+            data.extend(if p.bias.is_empty() {
+                vec![0.0; outputs]
+            } else {
+                p.bias.clone()
+            });
             // Whole vec4s, so the uniform form of the kernels can read the last one.
             data.resize(data.len().next_multiple_of(4), 0.0);
             if 4 * data.len() as u64 > binding_limit {
@@ -134,14 +140,23 @@ impl Engine {
                     4 * data.len()
                 )));
             }
-            params.push(Some(device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: bytemuck::cast_slice(&data),
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
-            })));
+            params.push(Some(device.create_buffer_init(
+                &wgpu::util::BufferInitDescriptor {
+                    label: Some("params"),
+                    contents: bytemuck::cast_slice(&data),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+                },
+            )));
         }
-        let tiling = options.tiling.unwrap_or_else(|| Tiling::for_adapter(&gpu.info));
-        let program = Program::new(model, &tiling, options.fuse, limits.max_uniform_buffer_binding_size);
+        let tiling = options
+            .tiling
+            .unwrap_or_else(|| Tiling::for_adapter(&gpu.info));
+        let program = Program::new(
+            model,
+            &tiling,
+            options.fuse,
+            limits.max_uniform_buffer_binding_size,
+        );
         let pipelines = program
             .dispatches
             .iter()
@@ -170,7 +185,11 @@ impl Engine {
     /// timestamps); needs a device with `TIMESTAMP_QUERY`.
     pub fn start_profiling(&mut self) -> Result<()> {
         let dispatches = self.program.dispatches.len() + 1;
-        self.profiler = Some(Profiler::new(&self.gpu.device, &self.gpu.queue, dispatches)?);
+        self.profiler = Some(Profiler::new(
+            &self.gpu.device,
+            &self.gpu.queue,
+            dispatches,
+        )?);
         Ok(())
     }
 
@@ -194,19 +213,52 @@ impl Engine {
     /// Floating-point operations of one gradient evaluation: every dispatch's work for one row forward
     /// and backward (a multiply-add counts two).
     pub fn flops_per_evaluation(&self) -> f64 {
-        let per_row = |d: &&Dispatch| matches!(d.extent, Extent::Tiles { .. } | Extent::Invocations { of: Count::Rows | Count::GradRows, .. });
-        self.program.dispatches.iter().filter(per_row).map(|d| d.flops_per_row).sum()
+        let per_row = |d: &&Dispatch| {
+            matches!(
+                d.extent,
+                Extent::Tiles { .. }
+                    | Extent::Invocations {
+                        of: Count::Rows | Count::GradRows,
+                        ..
+                    }
+            )
+        };
+        self.program
+            .dispatches
+            .iter()
+            .filter(per_row)
+            .map(|d| d.flops_per_row)
+            .sum()
     }
 
     /// Bytes of activations and gradients one gradient evaluation reads and writes (see `Dispatch`).
     pub fn bytes_per_evaluation(&self) -> f64 {
-        let per_row = |d: &&Dispatch| matches!(d.extent, Extent::Tiles { .. } | Extent::Invocations { of: Count::Rows | Count::GradRows, .. });
-        self.program.dispatches.iter().filter(per_row).map(|d| d.bytes_per_row).sum()
+        let per_row = |d: &&Dispatch| {
+            matches!(
+                d.extent,
+                Extent::Tiles { .. }
+                    | Extent::Invocations {
+                        of: Count::Rows | Count::GradRows,
+                        ..
+                    }
+            )
+        };
+        self.program
+            .dispatches
+            .iter()
+            .filter(per_row)
+            .map(|d| d.bytes_per_row)
+            .sum()
     }
 
     /// Floating-point operations per row of each dispatch (then finish), from the layer shapes.
     fn flops_per_dispatch_row(&self) -> Vec<f64> {
-        self.program.dispatches.iter().chain([&self.program.finish]).map(|d| d.flops_per_row).collect()
+        self.program
+            .dispatches
+            .iter()
+            .chain([&self.program.finish])
+            .map(|d| d.flops_per_row)
+            .collect()
     }
 
     pub fn gpu(&self) -> &Gpu {
@@ -220,7 +272,12 @@ impl Engine {
 
     /// What each dispatch of a chunk is, in order (then `finish`).
     pub fn dispatch_labels(&self) -> Vec<String> {
-        self.program.dispatches.iter().chain([&self.program.finish]).map(|d| d.label.clone()).collect()
+        self.program
+            .dispatches
+            .iter()
+            .chain([&self.program.finish])
+            .map(|d| d.label.clone())
+            .collect()
     }
 
     /// The largest chunk and group the device limits and the memory budget allow.
@@ -230,7 +287,9 @@ impl Engine {
         let max_groups = u64::from(limits.max_compute_workgroups_per_dimension);
         let max_workgroups = max_groups * max_groups;
         let dim = self.model.input_len() as u64;
-        let per_row = self.program.row_buffer_bytes(size_of::<RowEntry>(), size_of::<SpanEntry>());
+        let per_row = self
+            .program
+            .row_buffer_bytes(size_of::<RowEntry>(), size_of::<SpanEntry>());
         let widest_row = *per_row.iter().max().unwrap();
         let row_bytes: u64 = per_row.iter().sum();
         if 4 * dim > binding {
@@ -290,7 +349,10 @@ impl Engine {
     /// Makes sure the buffers hold `need`, growing them (and rebuilding bind groups) if not.
     fn ensure_buffers(&mut self, need: Sizes) -> Result<()> {
         let have = self.buffers.as_ref().map(|b| b.sizes).unwrap_or_default();
-        if have.rows >= need.rows && have.images >= need.images && have.group_rows >= need.group_rows {
+        if have.rows >= need.rows
+            && have.images >= need.images
+            && have.group_rows >= need.group_rows
+        {
             return Ok(());
         }
         let sizes = Sizes {
@@ -333,9 +395,18 @@ impl Engine {
             diagnostics: storage(device, "diagnostics", 8 * sizes.group_rows as u64),
             rows: storage(device, "rows", rows * size_of::<RowEntry>() as u64),
             spans: storage(device, "spans", rows * size_of::<SpanEntry>() as u64),
-            activations: p.activation_lens.iter().map(|&n| storage(device, "activation", 4 * rows * n as u64)).collect(),
-            argmax: p.argmax_lens.iter().map(|&n| storage(device, "argmax", 4 * rows * n as u64)).collect(),
-            gradients: [0, 1].map(|_| storage(device, "gradient", 4 * rows * p.gradient_len as u64)),
+            activations: p
+                .activation_lens
+                .iter()
+                .map(|&n| storage(device, "activation", 4 * rows * n as u64))
+                .collect(),
+            argmax: p
+                .argmax_lens
+                .iter()
+                .map(|&n| storage(device, "argmax", 4 * rows * n as u64))
+                .collect(),
+            gradients: [0, 1]
+                .map(|_| storage(device, "gradient", 4 * rows * p.gradient_len as u64)),
             readback: device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("readback"),
                 size: readback_bytes.max(16).next_multiple_of(4),
@@ -345,7 +416,10 @@ impl Engine {
             bind_groups: Vec::new(),
         };
         let dispatches = p.dispatches.iter().chain([&p.finish]);
-        b.bind_groups = dispatches.zip(&self.pipelines).map(|(d, pl)| self.bind_group(&b, d, pl)).collect();
+        b.bind_groups = dispatches
+            .zip(&self.pipelines)
+            .map(|(d, pl)| self.bind_group(&b, d, pl))
+            .collect();
         b
     }
 
@@ -364,7 +438,12 @@ impl Engine {
         }
     }
 
-    fn bind_group(&self, b: &Buffers, d: &Dispatch, pipeline: &wgpu::ComputePipeline) -> wgpu::BindGroup {
+    fn bind_group(
+        &self,
+        b: &Buffers,
+        d: &Dispatch,
+        pipeline: &wgpu::ComputePipeline,
+    ) -> wgpu::BindGroup {
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: self.chunk_uniform.as_entire_binding(),
@@ -375,11 +454,13 @@ impl Engine {
                 resource: self.slot(b, slot).as_entire_binding(),
             });
         }
-        self.gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(&d.label),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        })
+        self.gpu
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&d.label),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
     }
 
     /// Workgroups `d` needs for chunk `c`.
@@ -388,7 +469,11 @@ impl Engine {
         let size = d.spec.get("WORKGROUP_SIZE").unwrap_or(64) as u64;
         match d.extent {
             Extent::Invocations { per, of } => (per as u64 * count(of)).div_ceil(size),
-            Extent::Tiles { tiles, rows_per_workgroup, of } => count(of).div_ceil(rows_per_workgroup as u64) * tiles as u64,
+            Extent::Tiles {
+                tiles,
+                rows_per_workgroup,
+                of,
+            } => count(of).div_ceil(rows_per_workgroup as u64) * tiles as u64,
             Extent::Workgroups { of } => count(of),
         }
     }
@@ -396,14 +481,22 @@ impl Engine {
     /// Records dispatch `i` (`dispatches.len()` for finish); returns whether it dispatched anything.
     fn record(&self, pass: &mut wgpu::ComputePass<'_>, i: usize, c: &ChunkUniform) -> bool {
         let b = self.buffers.as_ref().unwrap();
-        let d = self.program.dispatches.get(i).unwrap_or(&self.program.finish);
+        let d = self
+            .program
+            .dispatches
+            .get(i)
+            .unwrap_or(&self.program.finish);
         let workgroups = Engine::workgroups(d, c) as u32;
         if workgroups == 0 {
             return false;
         }
         // Two-dimensional when one dimension would exceed the device's limit.
         let max = self.gpu.limits().max_compute_workgroups_per_dimension;
-        let (x, y) = if workgroups <= max { (workgroups, 1) } else { (max, workgroups.div_ceil(max)) };
+        let (x, y) = if workgroups <= max {
+            (workgroups, 1)
+        } else {
+            (max, workgroups.div_ceil(max))
+        };
         pass.set_pipeline(&self.pipelines[i]);
         pass.set_bind_group(0, &b.bind_groups[i], &[]);
         pass.dispatch_workgroups(x, y, 1);
@@ -412,7 +505,12 @@ impl Engine {
 
     /// Records the chunk's dispatches (and finish for a group's last chunk): one compute pass, or one
     /// pass per dispatch with timestamps while profiling. Returns the dispatches that ran.
-    fn encode_chunk(&self, encoder: &mut wgpu::CommandEncoder, uniform: &ChunkUniform, last: bool) -> Vec<usize> {
+    fn encode_chunk(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        uniform: &ChunkUniform,
+        last: bool,
+    ) -> Vec<usize> {
         let all = 0..self.program.dispatches.len() + usize::from(last);
         let mut used = Vec::new();
         match &self.profiler {
@@ -452,12 +550,16 @@ impl Engine {
             return Ok(());
         };
         p.collect(&gpu.device, used)?;
-        let ds = program.dispatches.iter().chain([&program.finish]).collect::<Vec<_>>();
+        let ds = program
+            .dispatches
+            .iter()
+            .chain([&program.finish])
+            .collect::<Vec<_>>();
         for &i in used {
             p.rows[i] += match ds[i].extent {
-                Extent::Invocations { of, .. } | Extent::Tiles { of, .. } | Extent::Workgroups { of } => {
-                    count(of, uniform) as usize
-                }
+                Extent::Invocations { of, .. }
+                | Extent::Tiles { of, .. }
+                | Extent::Workgroups { of } => count(of, uniform) as usize,
             };
         }
         Ok(())
@@ -479,13 +581,24 @@ impl Engine {
         rx.recv()
             .map_err(|_| Error::Gpu("the readback was dropped".into()))?
             .map_err(|e| Error::Gpu(format!("reading results back failed: {e}")))?;
-        let values = bytemuck::cast_slice::<u8, f32>(&slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?)
-            .to_vec();
+        let values = bytemuck::cast_slice::<u8, f32>(
+            &slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(e.to_string()))?,
+        )
+        .to_vec();
         b.readback.unmap();
         Ok(values)
     }
 
-    fn write_chunk(&self, batch: &Batch, plans: &[PathPlan], group_start: usize, images: usize, chunk: &Chunk) -> ChunkUniform {
+    fn write_chunk(
+        &self,
+        batch: &Batch,
+        plans: &[PathPlan],
+        group_start: usize,
+        images: usize,
+        chunk: &Chunk,
+    ) -> ChunkUniform {
         let b = self.buffers.as_ref().unwrap();
         let rows: Vec<RowEntry> = chunk
             .rows
@@ -532,14 +645,26 @@ impl Engine {
     }
 
     /// Runs every image's plan; with `logits`, also returns the logits of every row (one readback per chunk).
-    fn run(&mut self, batch: &Batch, plans: &[PathPlan], mut logits: Option<&mut Vec<Vec<f32>>>) -> Result<Evaluation> {
+    fn run(
+        &mut self,
+        batch: &Batch,
+        plans: &[PathPlan],
+        mut logits: Option<&mut Vec<Vec<f32>>>,
+    ) -> Result<Evaluation> {
         check_plans(batch, plans)?;
         let dim = batch.dim;
         let mut capacity = self.capacity()?;
         // Diagnostics hold 8 bytes per row of a group: keep them within one binding too.
         let binding = self.gpu.binding_limit();
-        let widest_plan = plans.iter().map(|p| p.gradient.len() + p.forward.len()).max().unwrap_or(1).max(1) as u64;
-        capacity.images_per_group = capacity.images_per_group.min((binding / (8 * widest_plan)).max(1) as usize);
+        let widest_plan = plans
+            .iter()
+            .map(|p| p.gradient.len() + p.forward.len())
+            .max()
+            .unwrap_or(1)
+            .max(1) as u64;
+        capacity.images_per_group = capacity
+            .images_per_group
+            .min((binding / (8 * widest_plan)).max(1) as usize);
         let schedule = Schedule::new(plans, capacity);
         self.ensure_buffers(Sizes {
             rows: schedule.max_chunk_rows(),
@@ -547,7 +672,10 @@ impl Engine {
             group_rows: schedule.max_group_rows(),
         })?;
 
-        let scope = self.gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = self
+            .gpu
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
         let mut out = Evaluation::zeros(plans, dim);
         let stats = &mut out.stats;
         stats.backend = "gpu".into();
@@ -558,7 +686,9 @@ impl Engine {
         let logits_buffer = &b.activations[*self.program.activation_of.last().unwrap()];
         for group in &schedule.groups {
             let images = group.images.clone();
-            let values = |v: &[f32]| bytemuck::cast_slice::<f32, u8>(&v[images.start * dim..images.end * dim]).to_vec();
+            let values = |v: &[f32]| {
+                bytemuck::cast_slice::<f32, u8>(&v[images.start * dim..images.end * dim]).to_vec()
+            };
             q.write_buffer(&b.inputs, 0, &values(&batch.inputs));
             q.write_buffer(&b.baselines, 0, &values(&batch.baselines));
             stats.groups += 1;
@@ -579,29 +709,61 @@ impl Engine {
                     let bytes = 4 * (chunk.rows.len() * classes) as u64;
                     encoder.copy_buffer_to_buffer(logits_buffer, 0, &b.readback, 0, bytes);
                     let v = self.read_back(encoder, stats)?;
-                    all.extend(v[..chunk.rows.len() * classes].chunks(classes).map(<[f32]>::to_vec));
-                    Engine::collect_profile(&mut self.profiler, &self.gpu, &self.program, &used, &uniform)?;
+                    all.extend(
+                        v[..chunk.rows.len() * classes]
+                            .chunks(classes)
+                            .map(<[f32]>::to_vec),
+                    );
+                    Engine::collect_profile(
+                        &mut self.profiler,
+                        &self.gpu,
+                        &self.program,
+                        &used,
+                        &uniform,
+                    )?;
                     continue;
                 }
                 if !last {
                     self.gpu.queue.submit([encoder.finish()]);
                     stats.submissions += 1;
-                    Engine::collect_profile(&mut self.profiler, &self.gpu, &self.program, &used, &uniform)?;
+                    Engine::collect_profile(
+                        &mut self.profiler,
+                        &self.gpu,
+                        &self.program,
+                        &used,
+                        &uniform,
+                    )?;
                     continue;
                 }
                 let attribution_bytes = 4 * (images.len() * dim) as u64;
                 encoder.copy_buffer_to_buffer(&b.total, 0, &b.readback, 0, attribution_bytes);
-                encoder.copy_buffer_to_buffer(&b.diagnostics, 0, &b.readback, attribution_bytes, 8 * group.rows as u64);
+                encoder.copy_buffer_to_buffer(
+                    &b.diagnostics,
+                    0,
+                    &b.readback,
+                    attribution_bytes,
+                    8 * group.rows as u64,
+                );
                 let v = self.read_back(encoder, stats)?;
-                Engine::collect_profile(&mut self.profiler, &self.gpu, &self.program, &used, &uniform)?;
+                Engine::collect_profile(
+                    &mut self.profiler,
+                    &self.gpu,
+                    &self.program,
+                    &used,
+                    &uniform,
+                )?;
                 let (attributions, diagnostics) = v.split_at(images.len() * dim);
-                for (o, a) in out.attributions[images.start * dim..images.end * dim].iter_mut().zip(attributions) {
+                for (o, a) in out.attributions[images.start * dim..images.end * dim]
+                    .iter_mut()
+                    .zip(attributions)
+                {
                     *o = f64::from(*a);
                 }
                 for c in &group.chunks {
                     for (r, row) in c.rows.iter().enumerate() {
                         let at = 2 * (c.first_row + r);
-                        let (f, norm) = (f64::from(diagnostics[at]), f64::from(diagnostics[at + 1]));
+                        let (f, norm) =
+                            (f64::from(diagnostics[at]), f64::from(diagnostics[at + 1]));
                         match row.point {
                             Point::Gradient(k) => {
                                 out.gradient_f[row.image][k] = f;
@@ -630,21 +792,38 @@ impl Engine {
     /// Runs layer `layer`'s forward then backward kernel alone: the gradient with respect to `input`
     /// given `grad_output`, the gradient of the layer's output. Build the engine with `fuse: false`
     /// so that every layer has kernels of its own.
-    pub fn layer_backward(&mut self, layer: usize, input: &[f32], grad_output: &[f32]) -> Result<Vec<f32>> {
+    pub fn layer_backward(
+        &mut self,
+        layer: usize,
+        input: &[f32],
+        grad_output: &[f32],
+    ) -> Result<Vec<f32>> {
         let v = self.run_layer(layer, input, Some(grad_output))?;
         Ok(v[..input.len()].to_vec())
     }
 
-    fn run_layer(&mut self, layer: usize, input: &[f32], grad_output: Option<&[f32]>) -> Result<Vec<f32>> {
+    fn run_layer(
+        &mut self,
+        layer: usize,
+        input: &[f32],
+        grad_output: Option<&[f32]>,
+    ) -> Result<Vec<f32>> {
         let shapes = self.model.shapes();
         let (in_len, out_len) = (shapes[layer].len(), shapes[layer + 1].len());
         let rows = input.len() / in_len;
-        if rows == 0 || rows * in_len != input.len() || grad_output.is_some_and(|g| g.len() != rows * out_len) {
+        if rows == 0
+            || rows * in_len != input.len()
+            || grad_output.is_some_and(|g| g.len() != rows * out_len)
+        {
             return Err(Error::Input(format!(
                 "layer input must be whole rows of {in_len} values and the output gradient rows of {out_len}"
             )));
         }
-        self.ensure_buffers(Sizes { rows, images: 1, group_rows: rows })?;
+        self.ensure_buffers(Sizes {
+            rows,
+            images: 1,
+            group_rows: rows,
+        })?;
         let b = self.buffers.as_ref().unwrap();
         let p = &self.program;
         let q = &self.gpu.queue;
@@ -654,12 +833,20 @@ impl Engine {
             ..Default::default()
         };
         q.write_buffer(&self.chunk_uniform, 0, bytemuck::bytes_of(&uniform));
-        q.write_buffer(&b.activations[p.activation_of[layer]], 0, bytemuck::cast_slice(input));
+        q.write_buffer(
+            &b.activations[p.activation_of[layer]],
+            0,
+            bytemuck::cast_slice(input),
+        );
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         let mut stats = RunStats::default();
         let run = |encoder: &mut wgpu::CommandEncoder, dispatch: Option<usize>| {
             if let Some(i) = dispatch {
-                self.record(&mut encoder.begin_compute_pass(&Default::default()), i, &uniform);
+                self.record(
+                    &mut encoder.begin_compute_pass(&Default::default()),
+                    i,
+                    &uniform,
+                );
             }
         };
         run(&mut encoder, p.forward_of[layer]);
@@ -669,7 +856,11 @@ impl Engine {
                 // The forward pass recorded above must run before the queue overwrites the gradient.
                 let next = self.gpu.device.create_command_encoder(&Default::default());
                 q.submit([std::mem::replace(&mut encoder, next).finish()]);
-                q.write_buffer(&b.gradients[p.gradient_of[layer + 1]], 0, bytemuck::cast_slice(g));
+                q.write_buffer(
+                    &b.gradients[p.gradient_of[layer + 1]],
+                    0,
+                    bytemuck::cast_slice(g),
+                );
                 run(&mut encoder, p.backward_of[layer]);
                 &b.gradients[p.gradient_of[layer]]
             }
@@ -721,7 +912,10 @@ impl Backend for Engine {
         ];
         let mut logits = Vec::with_capacity(n);
         self.run(&batch, &plans, Some(&mut logits))?;
-        Ok(logits.into_iter().map(|l| l.into_iter().map(f64::from).collect()).collect())
+        Ok(logits
+            .into_iter()
+            .map(|l| l.into_iter().map(f64::from).collect())
+            .collect())
     }
 
     fn device(&self) -> String {

@@ -145,7 +145,10 @@ impl Spec {
 
     /// The value of constant `name`, if set.
     pub fn get(&self, name: &str) -> Option<i64> {
-        self.consts.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.consts
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
 
     fn header(&self) -> String {
@@ -177,10 +180,14 @@ fn preprocess(source: &str, flags: &[&str]) -> std::result::Result<String, Strin
             let on = flags.contains(&name.trim());
             stack.push((on, on));
         } else if t == "//#else" {
-            let top = stack.last_mut().ok_or(format!("line {}: //#else without //#if", n + 1))?;
+            let top = stack
+                .last_mut()
+                .ok_or(format!("line {}: //#else without //#if", n + 1))?;
             *top = (!top.1, true);
         } else if t == "//#endif" {
-            stack.pop().ok_or(format!("line {}: //#endif without //#if", n + 1))?;
+            stack
+                .pop()
+                .ok_or(format!("line {}: //#endif without //#if", n + 1))?;
         } else if outer {
             out += line;
             out.push('\n');
@@ -200,7 +207,12 @@ pub struct Pipelines {
 
 impl Pipelines {
     /// The pipeline of `kernel` specialized by `spec`, compiling it on first use.
-    pub fn get(&self, device: &wgpu::Device, kernel: Kernel, spec: &Spec) -> Result<wgpu::ComputePipeline> {
+    pub fn get(
+        &self,
+        device: &wgpu::Device,
+        kernel: Kernel,
+        spec: &Spec,
+    ) -> Result<wgpu::ComputePipeline> {
         let source = kernel.source(spec)?;
         let mut cache = self.cache.lock().unwrap();
         if let Some(p) = cache.get(&source) {
@@ -215,7 +227,9 @@ impl Pipelines {
         // sizes each buffer for the rows and shapes the kernel is specialized for, and the kernels
         // guard rows past the chunk's end. The tests check results against the CPU twin on every layer
         // and shape variety. Without the runtime checks the CPU adapter runs the kernels markedly faster.
-        let module = unsafe { device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked()) };
+        let module = unsafe {
+            device.create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+        };
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(kernel.name()),
             layout: None,
@@ -225,7 +239,10 @@ impl Pipelines {
             cache: None,
         });
         if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(Error::Gpu(format!("compiling shaders/{}.wgsl failed: {e}", kernel.name())));
+            return Err(Error::Gpu(format!(
+                "compiling shaders/{}.wgsl failed: {e}",
+                kernel.name()
+            )));
         }
         cache.insert(source, pipeline.clone());
         Ok(pipeline)

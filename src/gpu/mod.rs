@@ -10,5 +10,5 @@ mod program;
 pub use context::{Gpu, GpuOptions, list_adapters, parse_backends};
 pub use engine::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, KernelTime};
 pub use kernels::{Kernel, Spec};
-pub use program::{Program, Tiling};
 pub use layout::{ChunkUniform, RowEntry, SpanEntry};
+pub use program::{Program, Tiling};

@@ -24,7 +24,9 @@ impl Profiler {
     /// Room for `dispatches` dispatches per submission; errors if the device has no timestamp queries.
     pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, dispatches: usize) -> Result<Profiler> {
         if !device.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
-            return Err(Error::Gpu("the device was opened without TIMESTAMP_QUERY; no GPU timings".into()));
+            return Err(Error::Gpu(
+                "the device was opened without TIMESTAMP_QUERY; no GPU timings".into(),
+            ));
         }
         let count = 2 * dispatches as u32;
         let bytes = 8 * u64::from(count);
@@ -62,7 +64,12 @@ impl Profiler {
 
     /// Copies the timestamps into the readback buffer (before submission).
     pub fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
-        encoder.resolve_query_set(&self.query_set, 0..2 * self.seconds.len() as u32, &self.resolve, 0);
+        encoder.resolve_query_set(
+            &self.query_set,
+            0..2 * self.seconds.len() as u32,
+            &self.resolve,
+            0,
+        );
         encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, self.resolve.size());
     }
 
@@ -80,7 +87,9 @@ impl Profiler {
             .map_err(|_| Error::Gpu("the timestamp readback was dropped".into()))?
             .map_err(|e| Error::Gpu(format!("reading timestamps failed: {e}")))?;
         {
-            let view = slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?;
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(e.to_string()))?;
             let ticks: &[u64] = bytemuck::cast_slice(&view);
             for &i in used {
                 let dt = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * self.period * 1e-9;

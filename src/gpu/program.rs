@@ -48,7 +48,11 @@ pub enum Extent {
     /// `per` invocations per counted item, WORKGROUP_SIZE to a workgroup.
     Invocations { per: usize, of: Count },
     /// `tiles` workgroups per block of `rows_per_workgroup` counted rows.
-    Tiles { tiles: usize, rows_per_workgroup: usize, of: Count },
+    Tiles {
+        tiles: usize,
+        rows_per_workgroup: usize,
+        of: Count,
+    },
     /// One workgroup per counted item.
     Workgroups { of: Count },
 }
@@ -115,7 +119,11 @@ impl Tiling {
 
     /// The tiling suited to an adapter: [`Tiling::CPU`] for software adapters, else [`Tiling::GPU`].
     pub fn for_adapter(info: &wgpu::AdapterInfo) -> Tiling {
-        if info.device_type == wgpu::DeviceType::Cpu { Tiling::CPU } else { Tiling::GPU }
+        if info.device_type == wgpu::DeviceType::Cpu {
+            Tiling::CPU
+        } else {
+            Tiling::GPU
+        }
     }
 }
 
@@ -134,7 +142,7 @@ pub struct Program {
     pub argmax_lens: Vec<usize>,
     /// Values per row of each gradient buffer.
     pub gradient_len: usize,
-    /// Activation buffer of `shapes[i]`.
+    /// Activation buffer of `shapes[i]` ([`NOT_STORED`] inside a fused conv block).
     pub activation_of: Vec<usize>,
     /// Gradient buffer of `shapes[i]` (where its gradient is materialised).
     pub gradient_of: Vec<usize>,
@@ -186,6 +194,9 @@ pub fn params_decl(spec: Spec, len: usize, max_uniform_bytes: u64) -> Spec {
     }
 }
 
+/// `activation_of` of the values inside a fused conv block, which no buffer holds.
+pub const NOT_STORED: usize = usize::MAX;
+
 /// Floor division for the conv backward's column offsets.
 fn floor_div(a: i64, b: i64) -> i64 {
     a.div_euclid(b)
@@ -201,7 +212,11 @@ impl Program {
         let dim = shapes[0].len();
         let classes = model.classes();
         let t = tiling;
-        let elementwise = |len: usize| Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("LEN", len);
+        let elementwise = |len: usize| {
+            Spec::default()
+                .u32("WORKGROUP_SIZE", t.workgroup)
+                .u32("LEN", len)
+        };
         let params = |i: usize| {
             let p = model.params(i).unwrap();
             p.weight.len() + layer_param_bias_len(&layers[i], p.bias.len())
@@ -219,8 +234,10 @@ impl Program {
         };
         // Layer i reads a ReLU's output and applies its backward mask.
         let masks_input = |i: usize| {
-            fuse && matches!(layers[i], Layer::Conv2d(_) | Layer::Linear(_) | Layer::AvgPool2d(_) | Layer::MaxPool2d(_))
-                && before(i).is_some_and(|j| layers[j] == Layer::Relu)
+            fuse && matches!(
+                layers[i],
+                Layer::Conv2d(_) | Layer::Linear(_) | Layer::AvgPool2d(_) | Layer::MaxPool2d(_)
+            ) && before(i).is_some_and(|j| layers[j] == Layer::Relu)
         };
         let last = (0..n).rev().find(|&j| layers[j] != Layer::Flatten);
         let seed_fused = fuse && last.is_some_and(|j| matches!(layers[j], Layer::Linear(_)));
@@ -229,7 +246,10 @@ impl Program {
             kernel: Kernel::Path,
             spec: elementwise(dim),
             bindings: vec![(1, Inputs), (2, Baselines), (3, Rows), (4, Activation(0))],
-            extent: Extent::Invocations { per: dim, of: Count::Rows },
+            extent: Extent::Invocations {
+                per: dim,
+                of: Count::Rows,
+            },
             label: "path".into(),
             flops_per_row: 0.0,
             bytes_per_row: 0.0,
@@ -240,9 +260,32 @@ impl Program {
         let mut argmax_of = vec![None; n];
         let mut forward_of = vec![None; n];
 
+        // A max-pool with disjoint windows right after a conv (and its ReLU) runs in the conv's
+        // epilogue, so the conv's output is never stored: the pool layer conv i absorbs, if any.
+        let pooled_by = |i: usize| -> Option<usize> {
+            if !fuse || !matches!(layers[i], Layer::Conv2d(_)) {
+                return None;
+            }
+            let k = if i + 1 < n && relu_fused(i + 1) {
+                i + 2
+            } else {
+                i + 1
+            };
+            match layers.get(k) {
+                Some(Layer::MaxPool2d(p)) if p.stride == p.kernel && p.padding == [0, 0] => Some(k),
+                _ => None,
+            }
+        };
+        // Output buffer of a fused conv block, by the index of its pool layer.
+        let mut block_output = vec![None; n];
+
         for (i, layer) in layers.iter().enumerate() {
             let (input, output) = (shapes[i], shapes[i + 1]);
             let src = activation_of[i];
+            if let Some(dst) = block_output[i] {
+                activation_of.push(dst);
+                continue;
+            }
             if matches!(layer, Layer::Flatten) || relu_fused(i) {
                 activation_of.push(src);
                 continue;
@@ -254,27 +297,78 @@ impl Program {
                     kernel: Kernel::ReluForward,
                     spec: elementwise(input.len()),
                     bindings: vec![(2, Activation(src))],
-                    extent: Extent::Invocations { per: input.len(), of: Count::Rows },
+                    extent: Extent::Invocations {
+                        per: input.len(),
+                        of: Count::Rows,
+                    },
                     label: format!("relu_forward (layer {i})"),
                     flops_per_row: 0.0,
                     bytes_per_row: 0.0,
                 });
                 continue;
             }
+            let pool = pooled_by(i);
+            let stored = pool.map_or(output, |k| shapes[k + 1]);
             let dst = activation_lens.len();
-            activation_lens.push(output.len());
-            activation_of.push(dst);
+            activation_lens.push(stored.len());
+            match pool {
+                Some(k) => {
+                    // The conv's and its ReLU's outputs exist only inside the fused kernel.
+                    activation_of.push(NOT_STORED);
+                    block_output[k] = Some(dst);
+                }
+                None => activation_of.push(dst),
+            }
             let spec = layer_spec(t, layer, input, output);
             let relu = i + 1 < n && relu_fused(i + 1);
             let [_, oh, ow] = output.chw();
             let (kernel, spec, mut bindings, extent) = match layer {
                 Layer::Conv2d(c) => {
-                    let ocb = part(c.out_channels, t.conv_channels);
-                    let px = part(ow, t.conv_strip);
-                    let tiles = c.out_channels.div_ceil(ocb) * oh * ow.div_ceil(px);
-                    let spec = params_decl(spec.u32("OCB", ocb).u32("PX", px), params(i), max_uniform_bytes);
-                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
-                    (Kernel::Conv2dForward, spec.flag("RELU", relu), vec![(1, Params(i))], extent)
+                    let budget = t.conv_channels * t.conv_strip;
+                    let (spec, tiles, tile_values, mut bindings) = match pool {
+                        Some(k) => {
+                            let Layer::MaxPool2d(pl) = layers[k] else {
+                                unreachable!()
+                            };
+                            let [_, ph, pw] = shapes[k + 1].chw();
+                            let px = part(pw, (t.conv_strip / pl.kernel[1]).max(1));
+                            argmax_of[k] = Some(argmax_lens.len());
+                            argmax_lens.push(stored.len());
+                            let spec = spec
+                                .flag("POOL", true)
+                                .u32("KPH", pl.kernel[0])
+                                .u32("KPW", pl.kernel[1])
+                                .u32("POOL_H", ph)
+                                .u32("POOL_W", pw)
+                                .u32("PX", px);
+                            let bindings = vec![(4, Argmax(argmax_lens.len() - 1))];
+                            (
+                                spec,
+                                ph * pw.div_ceil(px),
+                                px * pl.kernel[0] * pl.kernel[1],
+                                bindings,
+                            )
+                        }
+                        None => {
+                            let px = part(ow, t.conv_strip);
+                            (spec.u32("PX", px), oh * ow.div_ceil(px), px, vec![])
+                        }
+                    };
+                    let ocb = part(c.out_channels, (budget / tile_values).max(1));
+                    let spec = params_decl(spec.u32("OCB", ocb), params(i), max_uniform_bytes);
+                    let tiles = tiles * c.out_channels.div_ceil(ocb);
+                    bindings.push((1, Params(i)));
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::Rows,
+                    };
+                    (
+                        Kernel::Conv2dForward,
+                        spec.flag("RELU", relu),
+                        bindings,
+                        extent,
+                    )
                 }
                 Layer::Linear(l) => {
                     let ob = part(l.out_features, t.linear_features);
@@ -285,18 +379,32 @@ impl Program {
                         rows_per_workgroup: t.linear_workgroup * t.linear_rows,
                         of: Count::Rows,
                     };
-                    (Kernel::LinearForward, spec.flag("RELU", relu), vec![(1, Params(i))], extent)
+                    (
+                        Kernel::LinearForward,
+                        spec.flag("RELU", relu),
+                        vec![(1, Params(i))],
+                        extent,
+                    )
                 }
                 Layer::MaxPool2d(_) | Layer::AvgPool2d(_) => {
                     let px = part(ow, t.pool_strip);
                     let tiles = output.chw()[0] * oh * ow.div_ceil(px);
-                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::Rows,
+                    };
                     let spec = spec.u32("PX", px);
                     if matches!(layer, Layer::MaxPool2d(_)) {
                         argmax_of[i] = Some(argmax_lens.len());
                         argmax_lens.push(output.len());
                         let spec = spec.flag("RELU_INPUT", masks_input(i));
-                        (Kernel::MaxPoolForward, spec, vec![(4, Argmax(argmax_lens.len() - 1))], extent)
+                        (
+                            Kernel::MaxPoolForward,
+                            spec,
+                            vec![(4, Argmax(argmax_lens.len() - 1))],
+                            extent,
+                        )
                     } else {
                         (Kernel::AvgPoolForward, spec, vec![], extent)
                     }
@@ -305,12 +413,16 @@ impl Program {
             };
             bindings.extend([(2, Activation(src)), (3, Activation(dst))]);
             forward_of[i] = Some(dispatches.len());
+            let label = match pool {
+                Some(k) => format!("{} (layers {i}-{k})", kernel.name()),
+                None => format!("{} (layer {i})", kernel.name()),
+            };
             dispatches.push(Dispatch {
                 kernel,
                 spec,
                 bindings,
                 extent,
-                label: format!("{} (layer {i})", kernel.name()),
+                label,
                 flops_per_row: 0.0,
                 bytes_per_row: 0.0,
             });
@@ -323,9 +435,14 @@ impl Program {
         if !seed_fused {
             dispatches.push(Dispatch {
                 kernel: Kernel::Seed,
-                spec: Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("CLASSES", classes),
+                spec: Spec::default()
+                    .u32("WORKGROUP_SIZE", t.workgroup)
+                    .u32("CLASSES", classes),
                 bindings: vec![(2, Rows), (3, Gradient(0))],
-                extent: Extent::Invocations { per: classes, of: Count::GradRows },
+                extent: Extent::Invocations {
+                    per: classes,
+                    of: Count::GradRows,
+                },
                 label: "seed".into(),
                 flops_per_row: 0.0,
                 bytes_per_row: 0.0,
@@ -343,15 +460,21 @@ impl Program {
                 Layer::Flatten => None,
                 Layer::Relu => {
                     // Applied by the layer that reads this ReLU's output, where it can.
-                    let applied = after(i).is_some_and(|j| masks_input(j));
+                    let applied = after(i).is_some_and(&masks_input);
                     (!applied).then(|| {
                         (
                             out,
                             Dispatch {
                                 kernel: Kernel::ReluBackward,
                                 spec: elementwise(input.len()),
-                                bindings: vec![(2, Activation(activation_of[i + 1])), (3, Gradient(out))],
-                                extent: Extent::Invocations { per: input.len(), of: Count::GradRows },
+                                bindings: vec![
+                                    (2, Activation(activation_of[i + 1])),
+                                    (3, Gradient(out)),
+                                ],
+                                extent: Extent::Invocations {
+                                    per: input.len(),
+                                    of: Count::GradRows,
+                                },
                                 label: format!("relu_backward (layer {i})"),
                                 flops_per_row: 0.0,
                                 bytes_per_row: 0.0,
@@ -366,10 +489,15 @@ impl Program {
                     let (pw, kw) = (c.padding[1] as i64, c.kernel[1] as i64);
                     let lo = floor_div(pw - (kw - 1), sw as i64);
                     let hi = floor_div(px as i64 - 1 + pw, sw as i64);
-                    let spec = spec.u32("ICB", icb).u32("PX", px).i32("GX_LO_I", lo).u32("GSPAN", (hi - lo + 1) as usize);
+                    let spec = spec
+                        .u32("ICB", icb)
+                        .u32("PX", px)
+                        .i32("GX_LO_I", lo)
+                        .u32("GSPAN", (hi - lo + 1) as usize);
                     let spec = params_decl(spec, params(i), max_uniform_bytes).flag("MASK", mask);
                     let tiles = ic.div_ceil(icb) * ih * iw.div_ceil(px);
-                    let mut bindings = vec![(1, Params(i)), (2, Gradient(out)), (3, Gradient(into))];
+                    let mut bindings =
+                        vec![(1, Params(i)), (2, Gradient(out)), (3, Gradient(into))];
                     if mask {
                         bindings.push((4, x));
                     }
@@ -379,7 +507,11 @@ impl Program {
                             kernel: Kernel::Conv2dBackward,
                             spec,
                             bindings,
-                            extent: Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows },
+                            extent: Extent::Tiles {
+                                tiles,
+                                rows_per_workgroup: t.workgroup,
+                                of: Count::GradRows,
+                            },
                             label: format!("conv2d_backward (layer {i})"),
                             flops_per_row: 0.0,
                             bytes_per_row: 0.0,
@@ -390,7 +522,9 @@ impl Program {
                     let seed = seed_fused && Some(i) == last;
                     let ib = part(l.in_features, t.linear_features);
                     let spec = linear_spec(t, l.in_features, l.out_features).u32("IB", ib);
-                    let spec = params_decl(spec, params(i), max_uniform_bytes).flag("MASK", mask).flag("SEED", seed);
+                    let spec = params_decl(spec, params(i), max_uniform_bytes)
+                        .flag("MASK", mask)
+                        .flag("SEED", seed);
                     let mut bindings = vec![(1, Params(i)), (3, Gradient(into))];
                     bindings.push(if seed { (5, Rows) } else { (2, Gradient(out)) });
                     if mask {
@@ -416,13 +550,44 @@ impl Program {
                 Layer::MaxPool2d(_) | Layer::AvgPool2d(_) => {
                     let px = part(iw, t.pool_strip);
                     let tiles = ic * ih * iw.div_ceil(px);
-                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows };
-                    let (kernel, spec, mut bindings) = if matches!(layer, Layer::MaxPool2d(_)) {
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::GradRows,
+                    };
+                    let (kernel, spec, mut bindings, extent) = if let Layer::MaxPool2d(p) = layer {
                         let a = Argmax(argmax_of[i].unwrap());
-                        (Kernel::MaxPoolBackward, spec.u32("PX", px), vec![(2, Gradient(out)), (3, a), (4, Gradient(into))])
+                        let [_, oh, ow] = output.chw();
+                        let disjoint = p.stride == p.kernel
+                            && p.padding == [0, 0]
+                            && ih == oh * p.kernel[0]
+                            && iw == ow * p.kernel[1];
+                        let (spec, extent) = if disjoint {
+                            let px = part(ow, t.pool_strip);
+                            let tiles = ic * oh * ow.div_ceil(px);
+                            let extent = Extent::Tiles {
+                                tiles,
+                                rows_per_workgroup: t.workgroup,
+                                of: Count::GradRows,
+                            };
+                            (spec.u32("PX", px).flag("DISJOINT", true), extent)
+                        } else {
+                            (spec.u32("PX", px), extent)
+                        };
+                        (
+                            Kernel::MaxPoolBackward,
+                            spec,
+                            vec![(2, Gradient(out)), (3, a), (4, Gradient(into))],
+                            extent,
+                        )
                     } else {
                         let spec = spec.u32("PX", px).flag("MASK", mask);
-                        (Kernel::AvgPoolBackward, spec, vec![(2, Gradient(out)), (3, Gradient(into))])
+                        (
+                            Kernel::AvgPoolBackward,
+                            spec,
+                            vec![(2, Gradient(out)), (3, Gradient(into))],
+                            extent,
+                        )
                     };
                     if mask && kernel == Kernel::AvgPoolBackward {
                         bindings.push((4, x));
@@ -455,7 +620,10 @@ impl Program {
             kernel: Kernel::Accumulate,
             spec: elementwise(dim),
             bindings: vec![(2, input_gradient), (3, Rows), (4, Spans), (5, Total)],
-            extent: Extent::Invocations { per: dim, of: Count::Spans },
+            extent: Extent::Invocations {
+                per: dim,
+                of: Count::Spans,
+            },
             label: "accumulate".into(),
             flops_per_row: 0.0,
             bytes_per_row: 0.0,
@@ -463,7 +631,12 @@ impl Program {
         dispatches.push(Dispatch {
             kernel: Kernel::Diagnostics,
             spec: elementwise(dim).u32("CLASSES", classes),
-            bindings: vec![(2, input_gradient), (3, Activation(activation_of[n])), (4, Rows), (5, Diagnostics)],
+            bindings: vec![
+                (2, input_gradient),
+                (3, Activation(activation_of[n])),
+                (4, Rows),
+                (5, Diagnostics),
+            ],
             extent: Extent::Workgroups { of: Count::Rows },
             label: "diagnostics".into(),
             flops_per_row: 0.0,
@@ -473,7 +646,10 @@ impl Program {
             kernel: Kernel::Finish,
             spec: elementwise(dim),
             bindings: vec![(2, Inputs), (3, Baselines), (4, Total)],
-            extent: Extent::Invocations { per: dim, of: Count::Images },
+            extent: Extent::Invocations {
+                per: dim,
+                of: Count::Images,
+            },
             label: "finish".into(),
             flops_per_row: 0.0,
             bytes_per_row: 0.0,
@@ -525,17 +701,38 @@ fn layer_param_bias_len(layer: &Layer, bias: usize) -> usize {
 /// (FLOPs, bytes) per counted item of dispatch `d`, from its specialization.
 fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
     let c = |name: &str| d.spec.get(name).unwrap_or(0) as f64;
-    let (in_len, out_len) = (c("IN_C") * c("IN_H") * c("IN_W"), c("OUT_C") * c("OUT_H") * c("OUT_W"));
+    let (in_len, out_len) = (
+        c("IN_C") * c("IN_H") * c("IN_W"),
+        c("OUT_C") * c("OUT_H") * c("OUT_W"),
+    );
     let window = c("KH") * c("KW");
     let dim = shapes[0].len() as f64;
     match d.kernel {
-        Kernel::Conv2dForward | Kernel::Conv2dBackward => (2.0 * out_len * c("IN_C") * window, 4.0 * (in_len + out_len)),
-        Kernel::LinearForward => (2.0 * c("IN_LEN") * c("OUT_LEN"), 4.0 * (c("IN_LEN") + c("OUT_LEN"))),
+        Kernel::Conv2dForward if d.spec.has_flag("POOL") => {
+            let pooled = c("OUT_C") * c("POOL_H") * c("POOL_W");
+            let conv = pooled * c("KPH") * c("KPW");
+            (
+                2.0 * conv * c("IN_C") * window + conv,
+                4.0 * (in_len + 2.0 * pooled),
+            )
+        }
+        Kernel::Conv2dForward | Kernel::Conv2dBackward => {
+            (2.0 * out_len * c("IN_C") * window, 4.0 * (in_len + out_len))
+        }
+        Kernel::LinearForward => (
+            2.0 * c("IN_LEN") * c("OUT_LEN"),
+            4.0 * (c("IN_LEN") + c("OUT_LEN")),
+        ),
         Kernel::LinearBackward if d.spec.has_flag("SEED") => (0.0, 4.0 * c("IN_LEN")),
-        Kernel::LinearBackward => (2.0 * c("IN_LEN") * c("OUT_LEN"), 4.0 * (c("IN_LEN") + c("OUT_LEN"))),
+        Kernel::LinearBackward => (
+            2.0 * c("IN_LEN") * c("OUT_LEN"),
+            4.0 * (c("IN_LEN") + c("OUT_LEN")),
+        ),
         Kernel::MaxPoolForward => (out_len * window, 4.0 * (in_len + 2.0 * out_len)),
         Kernel::MaxPoolBackward => (out_len * window, 4.0 * (in_len + 2.0 * out_len)),
-        Kernel::AvgPoolForward | Kernel::AvgPoolBackward => (out_len * window, 4.0 * (in_len + out_len)),
+        Kernel::AvgPoolForward | Kernel::AvgPoolBackward => {
+            (out_len * window, 4.0 * (in_len + out_len))
+        }
         Kernel::ReluForward | Kernel::ReluBackward => (c("LEN"), 8.0 * c("LEN")),
         Kernel::Path => (3.0 * dim, 12.0 * dim),
         Kernel::Diagnostics | Kernel::Finish => (2.0 * dim, 8.0 * dim),
