@@ -15,6 +15,7 @@
 pub mod backend;
 pub mod baseline;
 pub mod cpu;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod heatmap;
