@@ -41,6 +41,23 @@ struct Span {
     _pad: u32,
 }
 
+// Hyperparameters of one optimizer step (sgd.wgsl, adam.wgsl), written before each training step.
+struct Step {
+    lr: f32,
+    momentum: f32,
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    // 1 - beta1^t and 1 - beta2^t for step t (counted from 1).
+    correction1: f32,
+    correction2: f32,
+    count: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
 // Dispatches are two-dimensional when one dimension would exceed the device's workgroup limit.
 fn workgroup_index(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
     return wg.y * groups.x + wg.x;

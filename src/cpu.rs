@@ -64,6 +64,66 @@ impl CpuBackend {
     }
 }
 
+impl CpuBackend {
+    /// The mean softmax cross-entropy of a batch (`images` holds whole images) and the gradient of every
+    /// layer's weights and bias with respect to it: the twin of one training step's backward pass.
+    pub fn batch_gradients(&self, images: &[f32], labels: &[u8]) -> (f64, Vec<Option<Params64>>) {
+        let dim = self.model.input_len();
+        let shapes = self.model.shapes();
+        let layers = self.model.layers();
+        let n = labels.len();
+        let mut total: Vec<Option<Params64>> = layers
+            .iter()
+            .map(|l| {
+                l.param_shapes().map(|(w, b)| Params64 {
+                    weight: vec![0.0; w.iter().product()],
+                    bias: vec![0.0; b.map_or(0, |b| b[0])],
+                })
+            })
+            .collect();
+        let mut loss = 0.0;
+        for (r, &label) in labels.iter().enumerate() {
+            let x: Vec<f64> = images[r * dim..(r + 1) * dim]
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let acts = self.forward(&x);
+            let z = &acts[layers.len()];
+            let top = z.iter().copied().fold(f64::MIN, f64::max);
+            let sum: f64 = z.iter().map(|v| (v - top).exp()).sum();
+            loss += sum.ln() + top - z[label as usize];
+            let mut grad: Vec<f64> = z
+                .iter()
+                .enumerate()
+                .map(|(c, v)| {
+                    ((v - top).exp() / sum - if c == label as usize { 1.0 } else { 0.0 }) / n as f64
+                })
+                .collect();
+            for i in (0..layers.len()).rev() {
+                if let Some(g) =
+                    ops::weight_grad(&layers[i], shapes[i], shapes[i + 1], &acts[i], &grad)
+                {
+                    let t = total[i].as_mut().unwrap();
+                    t.weight
+                        .iter_mut()
+                        .zip(&g.weight)
+                        .for_each(|(a, b)| *a += b);
+                    t.bias.iter_mut().zip(&g.bias).for_each(|(a, b)| *a += b);
+                }
+                grad = ops::backward(
+                    &layers[i],
+                    shapes[i],
+                    shapes[i + 1],
+                    self.params[i].as_ref(),
+                    &acts[i],
+                    &grad,
+                );
+            }
+        }
+        (loss / n as f64, total)
+    }
+}
+
 /// b + alpha (x - b), with alpha = 1 giving x exactly (as the GPU's path kernel does).
 pub fn path_point(x: &[f64], b: &[f64], alpha: f64) -> Vec<f64> {
     if alpha == 1.0 {

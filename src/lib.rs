@@ -22,9 +22,11 @@ pub mod heatmap;
 pub mod ig;
 pub mod model;
 pub mod ops;
+pub mod optim;
 pub mod quadrature;
 pub mod schedule;
 pub mod tensor;
+pub mod train;
 
 pub use backend::{Backend, Batch, Evaluation, RunStats};
 pub use baseline::Baseline;

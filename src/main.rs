@@ -23,6 +23,10 @@ enum Command {
     Attribute(cli::attribute::Args),
     /// Time attributions of a batch, with per-kernel GPU times.
     Bench(cli::bench::Args),
+    /// Train a CNN on the GPU and write it as a model file.
+    Train(cli::train::TrainArgs),
+    /// Accuracy, per-class accuracy and confusion matrix of a model on a data set.
+    Eval(cli::train::EvalArgs),
 }
 
 fn main() {
@@ -31,6 +35,8 @@ fn main() {
         Command::Info(args) => cli::info::run(args),
         Command::Attribute(args) => cli::attribute::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Train(args) => cli::train::run_train(args),
+        Command::Eval(args) => cli::train::run_eval(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

@@ -294,3 +294,98 @@ fn bad_inputs() {
     ]);
     fails_with(&o, "not a valid .npy file");
 }
+
+#[test]
+fn train_and_eval_on_a_folder_of_pngs() {
+    // Two classes of 8x8 images: a bright left half or a bright right half.
+    let dir = scratch("pngs");
+    let data = dir.join("data");
+    for (class, left) in [("left", true), ("right", false)] {
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for k in 0..12u32 {
+            let img = image::GrayImage::from_fn(8, 8, |x, y| {
+                let bright = (x < 4) == left;
+                image::Luma([if bright {
+                    200 + ((x + y + k) % 50) as u8
+                } else {
+                    ((x * y + k) % 40) as u8
+                }])
+            });
+            img.save(data.join(class).join(format!("{k}.png"))).unwrap();
+        }
+    }
+    let model = dir.join("m.safetensors");
+    let o = gig(&[
+        "train",
+        "--data",
+        &text(&data),
+        "--arch",
+        "conv(1,4,3,p1) relu maxpool2 flatten linear(64,2)",
+        "--epochs",
+        "8",
+        "--batch",
+        "4",
+        "--lr",
+        "0.01",
+        "--test-size",
+        "4",
+        "--out",
+        &text(&model),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let epochs: Vec<serde_json::Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(epochs.len(), 8);
+    assert!(epochs[7]["loss"].as_f64().unwrap() < epochs[0]["loss"].as_f64().unwrap());
+    let o = gig(&[
+        "eval",
+        "--model",
+        &text(&model),
+        "--data",
+        &text(&data),
+        "--split",
+        "all",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value =
+        serde_json::from_str(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
+    assert_eq!(j["count"], 24);
+    assert!(j["accuracy"].as_f64().unwrap() > 0.9, "{j}");
+}
+
+#[test]
+fn eval_of_the_shipped_model_and_bad_data() {
+    let o = gig(&[
+        "eval",
+        "--model",
+        MODEL,
+        "--data",
+        "assets/mnist10k",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let j: serde_json::Value =
+        serde_json::from_str(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
+    assert_eq!(j["count"], 2000);
+    assert!(j["accuracy"].as_f64().unwrap() >= 0.975, "{j}");
+    let dir = scratch("baddata");
+    std::fs::write(dir.join("images-idx3-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1]).unwrap();
+    std::fs::write(dir.join("labels-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1, 3]).unwrap();
+    let o = gig(&["eval", "--model", MODEL, "--data", &text(&dir)]);
+    fails_with(&o, "bad magic");
+    let o = gig(&[
+        "train",
+        "--data",
+        "no/such/dir",
+        "--arch",
+        "flatten linear(784,10)",
+        "--out",
+        "x.safetensors",
+    ]);
+    fails_with(&o, "no/such/dir");
+}

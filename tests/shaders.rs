@@ -1,7 +1,7 @@
 //! Every kernel, in every specialization the test models lower to, parses and validates with naga.
 
 use gig::Model;
-use gig::gpu::{Kernel, Program, Tiling};
+use gig::gpu::{Kernel, Program, Purpose, Tiling};
 
 /// Models whose lowering uses every kernel and every `//#if` flag: fused and unfused ReLUs, masks on
 /// conv, linear and avg-pool, max-pool after a ReLU, the fused and the separate seed, strides, padding.
@@ -40,10 +40,16 @@ fn every_kernel_variant_validates_with_naga() {
             for fuse in [true, false] {
                 // A small uniform limit exercises the storage form of the weights as well.
                 for max_uniform in [65536, 1024] {
-                    let p = Program::new(&model, &tiling, fuse, max_uniform);
-                    for d in p.dispatches.iter().chain([&p.finish]) {
-                        validate(d.kernel, &d.kernel.source(&d.spec).unwrap());
-                        seen.insert(d.kernel);
+                    for purpose in [
+                        Purpose::Attribution,
+                        Purpose::Training { adam: false },
+                        Purpose::Training { adam: true },
+                    ] {
+                        let p = Program::new(&model, &tiling, purpose, fuse, max_uniform);
+                        for d in p.all() {
+                            validate(d.kernel, &d.kernel.source(&d.spec).unwrap());
+                            seen.insert(d.kernel);
+                        }
                     }
                 }
             }

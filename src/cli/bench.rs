@@ -29,6 +29,9 @@ pub struct Args {
     /// Print one final JSON line with the results
     #[arg(long)]
     json: bool,
+    /// Time training steps (Adam, softmax cross-entropy, batch --batch) instead of attributions
+    #[arg(long)]
+    train: bool,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -44,6 +47,9 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.train {
+        return run_train(args);
+    }
     let model = load_model(&args.model)?;
     let quadrature = Rule::parse(&args.method)?.nodes(args.steps)?;
     if args.batch == 0 || args.repeat == 0 {
@@ -163,24 +169,104 @@ pub fn run(args: Args) -> Result<()> {
         s.dispatches, s.submissions, s.chunks
     );
     if !kernels.is_empty() {
+        print_kernels(&kernels, gpu_seconds, args.repeat.min(5), "attribution");
+    }
+    Ok(())
+}
+
+/// Per kernel, the median over runs of its time; and the median total.
+fn medians(runs: &[Vec<KernelTime>]) -> (Vec<KernelTime>, f64) {
+    let Some(first) = runs.first() else {
+        return (Vec::new(), 0.0);
+    };
+    let mut totals: Vec<f64> = runs
+        .iter()
+        .map(|r| r.iter().map(|k| k.seconds).sum())
+        .collect();
+    let mut kernels = first.clone();
+    for (i, k) in kernels.iter_mut().enumerate() {
+        k.seconds = median(&mut runs.iter().map(|r| r[i].seconds).collect::<Vec<_>>());
+    }
+    (kernels, median(&mut totals))
+}
+
+fn print_kernels(kernels: &[KernelTime], total: f64, runs: usize, what: &str) {
+    println!(
+        "GPU time per {what} (timestamps, one pass per dispatch; medians of {runs} runs): {:.3} ms",
+        total * 1e3
+    );
+    for k in kernels {
+        let rate = if k.seconds > 0.0 && k.flops > 0.0 {
+            format!("{:8.2} GFLOP/s", k.flops / k.seconds / 1e9)
+        } else {
+            String::new()
+        };
+        let share = 100.0 * k.seconds / total;
         println!(
-            "GPU time per attribution (timestamps, one pass per dispatch; medians of {} runs): {:.3} ms",
-            args.repeat.min(5),
-            gpu_seconds * 1e3
+            "  {:36} {:9.3} ms {share:5.1}% {rate}",
+            k.label,
+            k.seconds * 1e3
         );
-        for k in &kernels {
-            let rate = if k.seconds > 0.0 && k.flops > 0.0 {
-                format!("{:8.2} GFLOP/s", k.flops / k.seconds / 1e9)
-            } else {
-                String::new()
-            };
-            let share = 100.0 * k.seconds / gpu_seconds;
-            println!(
-                "  {:36} {:9.3} ms {share:5.1}% {rate}",
-                k.label,
-                k.seconds * 1e3
-            );
+    }
+}
+
+/// `gig bench --train`: training steps on random images.
+fn run_train(args: Args) -> Result<()> {
+    let model = load_model(&args.model)?;
+    if args.device.is_cpu() {
+        return Err(gig::Error::Input("training runs on the GPU only".into()));
+    }
+    let dim = model.input_len();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let images: Vec<f32> = (0..args.batch * dim).map(|_| rng.random::<f32>()).collect();
+    let labels: Vec<u8> = (0..args.batch)
+        .map(|i| (i % model.classes()) as u8)
+        .collect();
+    let gpu = Gpu::new(&args.device.gpu_options())?;
+    let mut trainer = gig::gpu::Trainer::new(
+        &gpu,
+        &model,
+        gig::optim::Optimizer::parse("adam")?,
+        args.batch,
+    )?;
+    trainer.step(&images, &labels, 1e-4)?;
+    let mut times = Vec::with_capacity(args.repeat);
+    for _ in 0..args.repeat {
+        let t = Instant::now();
+        trainer.step(&images, &labels, 1e-4)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let med = median(&mut times);
+    let mut runs = Vec::new();
+    for _ in 0..args.repeat.min(5) {
+        if trainer.start_profiling().is_err() {
+            break;
         }
+        trainer.step(&images, &labels, 1e-4)?;
+        runs.extend(trainer.take_profile());
+    }
+    let (kernels, total) = medians(&runs);
+    if args.json {
+        let line = json!({
+            "adapter": gpu.describe(),
+            "backend": "gpu",
+            "batch": args.batch,
+            "step_s": med,
+            "images_per_s": args.batch as f64 / med,
+            "kernels": kernels,
+        });
+        println!("{line}");
+        return Ok(());
+    }
+    println!("adapter: {}", gpu.describe());
+    println!(
+        "training step (Adam), batch {}: median {:.3} ms, {:.1} images/s",
+        args.batch,
+        med * 1e3,
+        args.batch as f64 / med
+    );
+    if !kernels.is_empty() {
+        print_kernels(&kernels, total, runs.len(), "step");
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 pub mod attribute;
 pub mod bench;
 pub mod info;
+pub mod train;
 
 use gig::gpu::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, Gpu, GpuOptions};
 use gig::{Backend, CpuBackend, Error, Model, Result};

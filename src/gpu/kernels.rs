@@ -29,10 +29,16 @@ pub enum Kernel {
     Accumulate,
     Finish,
     Diagnostics,
+    Conv2dWeightGrad,
+    WeightReduce,
+    LinearWeightGrad,
+    Loss,
+    Sgd,
+    Adam,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 21] = [
         Kernel::Path,
         Kernel::Conv2dForward,
         Kernel::Conv2dBackward,
@@ -48,6 +54,12 @@ impl Kernel {
         Kernel::Accumulate,
         Kernel::Finish,
         Kernel::Diagnostics,
+        Kernel::Conv2dWeightGrad,
+        Kernel::WeightReduce,
+        Kernel::LinearWeightGrad,
+        Kernel::Loss,
+        Kernel::Sgd,
+        Kernel::Adam,
     ];
 
     /// The kernel's file under shaders/ (and its label in pipelines and timings).
@@ -68,6 +80,12 @@ impl Kernel {
             Kernel::Accumulate => "accumulate",
             Kernel::Finish => "finish",
             Kernel::Diagnostics => "diagnostics",
+            Kernel::Conv2dWeightGrad => "conv2d_weight_grad",
+            Kernel::WeightReduce => "weight_reduce",
+            Kernel::LinearWeightGrad => "linear_weight_grad",
+            Kernel::Loss => "loss",
+            Kernel::Sgd => "sgd",
+            Kernel::Adam => "adam",
         }
     }
 
@@ -88,6 +106,12 @@ impl Kernel {
             Kernel::Accumulate => include_str!("../../shaders/accumulate.wgsl"),
             Kernel::Finish => include_str!("../../shaders/finish.wgsl"),
             Kernel::Diagnostics => include_str!("../../shaders/diagnostics.wgsl"),
+            Kernel::Conv2dWeightGrad => include_str!("../../shaders/conv2d_weight_grad.wgsl"),
+            Kernel::WeightReduce => include_str!("../../shaders/weight_reduce.wgsl"),
+            Kernel::LinearWeightGrad => include_str!("../../shaders/linear_weight_grad.wgsl"),
+            Kernel::Loss => include_str!("../../shaders/loss.wgsl"),
+            Kernel::Sgd => include_str!("../../shaders/sgd.wgsl"),
+            Kernel::Adam => include_str!("../../shaders/adam.wgsl"),
         }
     }
 

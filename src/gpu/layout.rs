@@ -33,3 +33,19 @@ pub struct SpanEntry {
     pub count: u32,
     pub _pad: u32,
 }
+
+/// Keep in sync with `Step` in shaders/common.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct StepUniform {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+    pub correction1: f32,
+    pub correction2: f32,
+    pub count: u32,
+    pub _pad: [u32; 3],
+}

@@ -1,14 +1,18 @@
 //! The GPU side: device selection, the WGSL kernels and the engine that runs them.
 
+mod compiled;
 mod context;
 mod engine;
 mod kernels;
 mod layout;
 mod profile;
 mod program;
+mod trainer;
 
+pub use compiled::KernelTime;
 pub use context::{Gpu, GpuOptions, list_adapters, parse_backends};
-pub use engine::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, KernelTime};
+pub use engine::{DEFAULT_MAX_MEMORY, Engine, EngineOptions};
 pub use kernels::{Kernel, Spec};
-pub use layout::{ChunkUniform, RowEntry, SpanEntry};
-pub use program::{Program, Tiling};
+pub use layout::{ChunkUniform, RowEntry, SpanEntry, StepUniform};
+pub use program::{Program, Purpose, Tiling};
+pub use trainer::{StepResult, Trainer};

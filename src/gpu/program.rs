@@ -1,17 +1,23 @@
-//! Lowering a model to the fixed list of dispatches every chunk runs, over named buffers.
+//! Lowering a model to the fixed list of dispatches every chunk (or training step) runs, over named
+//! buffers.
 //!
-//! Fusions: a ReLU after a conv or linear layer runs in that layer's epilogue; a ReLU's backward mask is
-//! applied by the layer that reads the ReLU's output (conv, linear and avg-pool multiply their input
-//! gradient by it; max-pool records no maximum for windows that are all zero); when the model ends in a
-//! linear layer its backward pass starts from the target's row of weights, so no separate seed is needed.
-//! ReLUs that cannot be fused run in place. Flatten is free.
+//! Fusions: a ReLU after a conv or linear layer runs in that layer's epilogue, and so does a max-pool
+//! with disjoint windows after a conv (and its ReLU), whose output is then never stored; a ReLU's
+//! backward mask is applied by the layer that reads the ReLU's output (conv, linear and avg-pool multiply
+//! their input gradient by it; max-pool records no maximum for windows that are all zero); when the model
+//! ends in a linear layer, attribution's backward pass starts from the target's row of weights, so no
+//! separate seed is needed. ReLUs that cannot be fused run in place. Flatten is free.
 
 use super::kernels::{Kernel, Spec};
 use crate::model::{Layer, Model, Shape};
 
 /// A buffer bound by the program's dispatches, by role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Slot {
+    /// The per-chunk uniform (`Chunk` in shaders/common.wgsl).
+    Chunk,
+    /// The per-step optimizer uniform (`Step`).
+    Step,
     /// The group's images, one after the other.
     Inputs,
     Baselines,
@@ -31,6 +37,16 @@ pub enum Slot {
     Argmax(usize),
     /// Weights then bias of layer i.
     Params(usize),
+    /// Training: each row's label.
+    Labels,
+    /// Training: each row's loss and whether it was classified right.
+    Losses,
+    /// Training: each row's share of a conv layer's weight gradient.
+    Partial,
+    /// Training: the gradient of layer i's weights then bias.
+    Grads(usize),
+    /// Training: optimizer state k (momentum, or Adam's two moments) of layer i.
+    Moment(usize, usize),
 }
 
 /// What a dispatch's size follows.
@@ -40,6 +56,8 @@ pub enum Count {
     GradRows,
     Spans,
     Images,
+    /// Always one: the dispatch's size does not depend on the chunk.
+    One,
 }
 
 /// How many workgroups a dispatch needs, given the chunk.
@@ -55,9 +73,11 @@ pub enum Extent {
     },
     /// One workgroup per counted item.
     Workgroups { of: Count },
+    /// A fixed number of workgroups.
+    Fixed(usize),
 }
 
-/// One dispatch: a kernel, its specialization and what it binds (binding 0 is always the chunk uniform).
+/// One dispatch: a kernel, its specialization and what it binds.
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     pub kernel: Kernel,
@@ -71,6 +91,24 @@ pub struct Dispatch {
     /// Bytes of activations, gradients and argmax read and written per counted item (weights and
     /// caches aside): the memory traffic of the roofline.
     pub bytes_per_row: f64,
+}
+
+fn dispatch(
+    kernel: Kernel,
+    spec: Spec,
+    bindings: Vec<(u32, Slot)>,
+    extent: Extent,
+    label: String,
+) -> Dispatch {
+    Dispatch {
+        kernel,
+        spec,
+        bindings,
+        extent,
+        label,
+        flops_per_row: 0.0,
+        bytes_per_row: 0.0,
+    }
 }
 
 /// Register-tile sizes of the layer kernels.
@@ -127,32 +165,59 @@ impl Tiling {
     }
 }
 
+/// What the program computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Integrated Gradients: path points, forward, backward to the input, accumulation, diagnostics.
+    Attribution,
+    /// One training step: forward, softmax cross-entropy, backward to every layer's weights, and the
+    /// optimizer (with `moments` state buffers per layer: 1 for SGD with momentum, 2 for Adam).
+    Training { adam: bool },
+}
+
 /// Splits `n` into the fewest parts of at most `max` and returns the part size.
 fn part(n: usize, max: usize) -> usize {
     n.div_ceil(n.div_ceil(max.max(1)))
 }
 
+/// How many rows, images and group rows the buffers of a program hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sizes {
+    pub rows: usize,
+    pub images: usize,
+    pub group_rows: usize,
+}
+
 /// The model lowered to dispatches.
 pub struct Program {
-    /// Path, forward, backward, accumulate, diagnostics: the dispatches of every chunk.
+    /// The dispatches of every chunk (attribution) or step (training), in order.
     pub dispatches: Vec<Dispatch>,
-    /// The last chunk of a group adds this one.
-    pub finish: Dispatch,
+    /// Attribution: the last chunk of a group adds this one.
+    pub finish: Option<Dispatch>,
     pub activation_lens: Vec<usize>,
     pub argmax_lens: Vec<usize>,
     /// Values per row of each gradient buffer.
     pub gradient_len: usize,
+    /// Values per row of the training's weight-gradient shares.
+    pub partial_len: usize,
+    /// Values of each layer's weights then bias, as the kernels read them (padded to whole vec4s).
+    pub params_lens: Vec<usize>,
+    /// Values per image.
+    pub dim: usize,
     /// Activation buffer of `shapes[i]` ([`NOT_STORED`] inside a fused conv block).
     pub activation_of: Vec<usize>,
     /// Gradient buffer of `shapes[i]` (where its gradient is materialised).
     pub gradient_of: Vec<usize>,
-    /// Dispatches of layer i's forward and backward pass (none for Flatten or a fused ReLU).
+    /// Dispatches of layer i's forward and backward pass (none for Flatten or a fused layer).
     pub forward_of: Vec<Option<usize>>,
     pub backward_of: Vec<Option<usize>>,
 }
 
+/// `activation_of` of the values inside a fused conv block, which no buffer holds.
+pub const NOT_STORED: usize = usize::MAX;
+
 /// Constants every layer kernel is specialized with.
-fn layer_spec(tiling: &Tiling, layer: &Layer, input: Shape, output: Shape) -> Spec {
+fn layer_spec(workgroup: usize, layer: &Layer, input: Shape, output: Shape) -> Spec {
     let (kernel, stride, padding) = match layer {
         Layer::Conv2d(c) => (c.kernel, c.stride, c.padding),
         Layer::MaxPool2d(p) | Layer::AvgPool2d(p) => (p.kernel, p.stride, p.padding),
@@ -161,7 +226,7 @@ fn layer_spec(tiling: &Tiling, layer: &Layer, input: Shape, output: Shape) -> Sp
     let [ic, ih, iw] = input.chw();
     let [oc, oh, ow] = output.chw();
     Spec::default()
-        .u32("WORKGROUP_SIZE", tiling.workgroup)
+        .u32("WORKGROUP_SIZE", workgroup)
         .u32("IN_C", ic)
         .u32("IN_H", ih)
         .u32("IN_W", iw)
@@ -174,6 +239,14 @@ fn layer_spec(tiling: &Tiling, layer: &Layer, input: Shape, output: Shape) -> Sp
         .u32("SW", stride[1])
         .u32("PH", padding[0])
         .u32("PW", padding[1])
+}
+
+fn linear_spec(t: &Tiling, in_len: usize, out_len: usize) -> Spec {
+    Spec::default()
+        .u32("WORKGROUP_SIZE", t.linear_workgroup)
+        .u32("IN_LEN", in_len)
+        .u32("OUT_LEN", out_len)
+        .u32("RB", t.linear_rows)
 }
 
 /// Declares `params` at binding 1 and `fn param(i)`: a uniform array when the layer's weights fit one
@@ -194,17 +267,25 @@ pub fn params_decl(spec: Spec, len: usize, max_uniform_bytes: u64) -> Spec {
     }
 }
 
-/// `activation_of` of the values inside a fused conv block, which no buffer holds.
-pub const NOT_STORED: usize = usize::MAX;
-
-/// Floor division for the conv backward's column offsets.
-fn floor_div(a: i64, b: i64) -> i64 {
-    a.div_euclid(b)
+/// Values of a layer's weights then bias as uploaded: the bias is all the layer's outputs (zeros when it
+/// has none) and the whole is padded to vec4s.
+pub fn params_len(layer: &Layer) -> usize {
+    match layer.param_shapes() {
+        Some((w, _)) => (w.iter().product::<usize>() + w[0]).next_multiple_of(4),
+        None => 0,
+    }
 }
 
 impl Program {
-    /// Lowers `model`; `fuse` false keeps every layer in its own dispatches (for testing layers alone).
-    pub fn new(model: &Model, tiling: &Tiling, fuse: bool, max_uniform_bytes: u64) -> Program {
+    /// Lowers `model` for `purpose`; `fuse` false keeps every layer in its own dispatches (for testing
+    /// layers alone).
+    pub fn new(
+        model: &Model,
+        tiling: &Tiling,
+        purpose: Purpose,
+        fuse: bool,
+        max_uniform_bytes: u64,
+    ) -> Program {
         use Slot::*;
         let shapes = model.shapes();
         let layers = model.layers();
@@ -212,15 +293,14 @@ impl Program {
         let dim = shapes[0].len();
         let classes = model.classes();
         let t = tiling;
+        let training = matches!(purpose, Purpose::Training { .. });
         let elementwise = |len: usize| {
             Spec::default()
                 .u32("WORKGROUP_SIZE", t.workgroup)
                 .u32("LEN", len)
         };
-        let params = |i: usize| {
-            let p = model.params(i).unwrap();
-            p.weight.len() + layer_param_bias_len(&layers[i], p.bias.len())
-        };
+        let params_lens: Vec<usize> = layers.iter().map(params_len).collect();
+        let params = |i: usize| params_lens[i];
 
         // The layer before i, skipping Flatten (which changes nothing in memory).
         let before = |i: usize| (0..i).rev().find(|&j| layers[j] != Layer::Flatten);
@@ -240,26 +320,8 @@ impl Program {
             ) && before(i).is_some_and(|j| layers[j] == Layer::Relu)
         };
         let last = (0..n).rev().find(|&j| layers[j] != Layer::Flatten);
-        let seed_fused = fuse && last.is_some_and(|j| matches!(layers[j], Layer::Linear(_)));
-
-        let mut dispatches = vec![Dispatch {
-            kernel: Kernel::Path,
-            spec: elementwise(dim),
-            bindings: vec![(1, Inputs), (2, Baselines), (3, Rows), (4, Activation(0))],
-            extent: Extent::Invocations {
-                per: dim,
-                of: Count::Rows,
-            },
-            label: "path".into(),
-            flops_per_row: 0.0,
-            bytes_per_row: 0.0,
-        }];
-        let mut activation_lens = vec![dim];
-        let mut activation_of = vec![0];
-        let mut argmax_lens = Vec::new();
-        let mut argmax_of = vec![None; n];
-        let mut forward_of = vec![None; n];
-
+        let seed_fused =
+            fuse && !training && last.is_some_and(|j| matches!(layers[j], Layer::Linear(_)));
         // A max-pool with disjoint windows right after a conv (and its ReLU) runs in the conv's
         // epilogue, so the conv's output is never stored: the pool layer conv i absorbs, if any.
         let pooled_by = |i: usize| -> Option<usize> {
@@ -276,6 +338,31 @@ impl Program {
                 _ => None,
             }
         };
+
+        let mut dispatches = Vec::new();
+        if !training {
+            dispatches.push(dispatch(
+                Kernel::Path,
+                elementwise(dim),
+                vec![
+                    (0, Chunk),
+                    (1, Inputs),
+                    (2, Baselines),
+                    (3, Rows),
+                    (4, Activation(0)),
+                ],
+                Extent::Invocations {
+                    per: dim,
+                    of: Count::Rows,
+                },
+                "path".into(),
+            ));
+        }
+        let mut activation_lens = vec![dim];
+        let mut activation_of = vec![0];
+        let mut argmax_lens = Vec::new();
+        let mut argmax_of = vec![None; n];
+        let mut forward_of = vec![None; n];
         // Output buffer of a fused conv block, by the index of its pool layer.
         let mut block_output = vec![None; n];
 
@@ -293,18 +380,16 @@ impl Program {
             if *layer == Layer::Relu {
                 activation_of.push(src);
                 forward_of[i] = Some(dispatches.len());
-                dispatches.push(Dispatch {
-                    kernel: Kernel::ReluForward,
-                    spec: elementwise(input.len()),
-                    bindings: vec![(2, Activation(src))],
-                    extent: Extent::Invocations {
+                dispatches.push(dispatch(
+                    Kernel::ReluForward,
+                    elementwise(input.len()),
+                    vec![(0, Chunk), (2, Activation(src))],
+                    Extent::Invocations {
                         per: input.len(),
                         of: Count::Rows,
                     },
-                    label: format!("relu_forward (layer {i})"),
-                    flops_per_row: 0.0,
-                    bytes_per_row: 0.0,
-                });
+                    format!("relu_forward (layer {i})"),
+                ));
                 continue;
             }
             let pool = pooled_by(i);
@@ -319,7 +404,7 @@ impl Program {
                 }
                 None => activation_of.push(dst),
             }
-            let spec = layer_spec(t, layer, input, output);
+            let spec = layer_spec(t.workgroup, layer, input, output);
             let relu = i + 1 < n && relu_fused(i + 1);
             let [_, oh, ow] = output.chw();
             let (kernel, spec, mut bindings, extent) = match layer {
@@ -411,51 +496,74 @@ impl Program {
                 }
                 Layer::Relu | Layer::Flatten => unreachable!(),
             };
-            bindings.extend([(2, Activation(src)), (3, Activation(dst))]);
+            bindings.extend([(0, Chunk), (2, Activation(src)), (3, Activation(dst))]);
             forward_of[i] = Some(dispatches.len());
             let label = match pool {
                 Some(k) => format!("{} (layers {i}-{k})", kernel.name()),
                 None => format!("{} (layer {i})", kernel.name()),
             };
-            dispatches.push(Dispatch {
-                kernel,
-                spec,
-                bindings,
-                extent,
-                label,
-                flops_per_row: 0.0,
-                bytes_per_row: 0.0,
-            });
+            dispatches.push(dispatch(kernel, spec, bindings, extent, label));
         }
 
-        // Backward: the gradient of the target logit flows from the logits to the input, alternating
-        // between two gradient buffers; in-place steps keep it where it is.
+        // Backward: the gradient flows from the logits towards the input, alternating between two
+        // gradient buffers; in-place steps keep it where it is.
+        let logits = Activation(activation_of[n]);
         let mut gradient_of = vec![0; n + 1];
         let mut backward_of = vec![None; n];
-        if !seed_fused {
-            dispatches.push(Dispatch {
-                kernel: Kernel::Seed,
-                spec: Spec::default()
+        if training {
+            dispatches.push(dispatch(
+                Kernel::Loss,
+                Spec::default()
                     .u32("WORKGROUP_SIZE", t.workgroup)
                     .u32("CLASSES", classes),
-                bindings: vec![(2, Rows), (3, Gradient(0))],
-                extent: Extent::Invocations {
+                vec![
+                    (0, Chunk),
+                    (2, logits),
+                    (3, Labels),
+                    (4, Gradient(0)),
+                    (5, Losses),
+                ],
+                Extent::Invocations {
+                    per: 1,
+                    of: Count::GradRows,
+                },
+                "loss".into(),
+            ));
+        } else if !seed_fused {
+            dispatches.push(dispatch(
+                Kernel::Seed,
+                Spec::default()
+                    .u32("WORKGROUP_SIZE", t.workgroup)
+                    .u32("CLASSES", classes),
+                vec![(0, Chunk), (2, Rows), (3, Gradient(0))],
+                Extent::Invocations {
                     per: classes,
                     of: Count::GradRows,
                 },
-                label: "seed".into(),
-                flops_per_row: 0.0,
-                bytes_per_row: 0.0,
-            });
+                "seed".into(),
+            ));
         }
+        // Training needs no gradient below the first layer with weights.
+        let first_weights = (0..n).find(|&i| params_lens[i] > 0).unwrap_or(n);
+        let mut partial_len = 0;
         for (i, layer) in layers.iter().enumerate().rev() {
+            if training && i < first_weights {
+                break;
+            }
             let (input, output) = (shapes[i], shapes[i + 1]);
             let out = gradient_of[i + 1];
             let into = 1 - out;
             let mask = masks_input(i);
             let x = Activation(activation_of[i]);
-            let spec = layer_spec(t, layer, input, output);
+            let spec = layer_spec(t.workgroup, layer, input, output);
             let [ic, ih, iw] = input.chw();
+            if training && params_lens[i] > 0 {
+                let (d, share) =
+                    weight_grad_dispatches(t, layer, i, input, output, x, Gradient(out));
+                partial_len = partial_len.max(share);
+                dispatches.extend(d);
+            }
+            let input_grad = !training || i > first_weights;
             let step = match layer {
                 Layer::Flatten => None,
                 Layer::Relu => {
@@ -464,31 +572,31 @@ impl Program {
                     (!applied).then(|| {
                         (
                             out,
-                            Dispatch {
-                                kernel: Kernel::ReluBackward,
-                                spec: elementwise(input.len()),
-                                bindings: vec![
+                            dispatch(
+                                Kernel::ReluBackward,
+                                elementwise(input.len()),
+                                vec![
+                                    (0, Chunk),
                                     (2, Activation(activation_of[i + 1])),
                                     (3, Gradient(out)),
                                 ],
-                                extent: Extent::Invocations {
+                                Extent::Invocations {
                                     per: input.len(),
                                     of: Count::GradRows,
                                 },
-                                label: format!("relu_backward (layer {i})"),
-                                flops_per_row: 0.0,
-                                bytes_per_row: 0.0,
-                            },
+                                format!("relu_backward (layer {i})"),
+                            ),
                         )
                     })
                 }
+                _ if !input_grad => None,
                 Layer::Conv2d(c) => {
                     let icb = part(c.in_channels, t.conv_channels);
                     let sw = c.stride[1];
                     let px = part(iw, t.conv_strip).next_multiple_of(sw);
                     let (pw, kw) = (c.padding[1] as i64, c.kernel[1] as i64);
-                    let lo = floor_div(pw - (kw - 1), sw as i64);
-                    let hi = floor_div(px as i64 - 1 + pw, sw as i64);
+                    let lo = (pw - (kw - 1)).div_euclid(sw as i64);
+                    let hi = (px as i64 - 1 + pw).div_euclid(sw as i64);
                     let spec = spec
                         .u32("ICB", icb)
                         .u32("PX", px)
@@ -496,26 +604,24 @@ impl Program {
                         .u32("GSPAN", (hi - lo + 1) as usize);
                     let spec = params_decl(spec, params(i), max_uniform_bytes).flag("MASK", mask);
                     let tiles = ic.div_ceil(icb) * ih * iw.div_ceil(px);
-                    let mut bindings =
-                        vec![(1, Params(i)), (2, Gradient(out)), (3, Gradient(into))];
+                    let mut bindings = vec![
+                        (0, Chunk),
+                        (1, Params(i)),
+                        (2, Gradient(out)),
+                        (3, Gradient(into)),
+                    ];
                     if mask {
                         bindings.push((4, x));
                     }
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::GradRows,
+                    };
+                    let label = format!("conv2d_backward (layer {i})");
                     Some((
                         into,
-                        Dispatch {
-                            kernel: Kernel::Conv2dBackward,
-                            spec,
-                            bindings,
-                            extent: Extent::Tiles {
-                                tiles,
-                                rows_per_workgroup: t.workgroup,
-                                of: Count::GradRows,
-                            },
-                            label: format!("conv2d_backward (layer {i})"),
-                            flops_per_row: 0.0,
-                            bytes_per_row: 0.0,
-                        },
+                        dispatch(Kernel::Conv2dBackward, spec, bindings, extent, label),
                     ))
                 }
                 Layer::Linear(l) => {
@@ -525,84 +631,68 @@ impl Program {
                     let spec = params_decl(spec, params(i), max_uniform_bytes)
                         .flag("MASK", mask)
                         .flag("SEED", seed);
-                    let mut bindings = vec![(1, Params(i)), (3, Gradient(into))];
+                    let mut bindings = vec![(0, Chunk), (1, Params(i)), (3, Gradient(into))];
                     bindings.push(if seed { (5, Rows) } else { (2, Gradient(out)) });
                     if mask {
                         bindings.push((4, x));
                     }
+                    let extent = Extent::Tiles {
+                        tiles: l.in_features.div_ceil(ib),
+                        rows_per_workgroup: t.linear_workgroup * t.linear_rows,
+                        of: Count::GradRows,
+                    };
+                    let label = format!("linear_backward (layer {i})");
                     Some((
                         into,
-                        Dispatch {
-                            kernel: Kernel::LinearBackward,
-                            spec,
-                            bindings,
-                            extent: Extent::Tiles {
-                                tiles: l.in_features.div_ceil(ib),
-                                rows_per_workgroup: t.linear_workgroup * t.linear_rows,
-                                of: Count::GradRows,
-                            },
-                            label: format!("linear_backward (layer {i})"),
-                            flops_per_row: 0.0,
-                            bytes_per_row: 0.0,
-                        },
+                        dispatch(Kernel::LinearBackward, spec, bindings, extent, label),
                     ))
                 }
-                Layer::MaxPool2d(_) | Layer::AvgPool2d(_) => {
+                Layer::MaxPool2d(p) => {
+                    let [_, oh, ow] = output.chw();
+                    let disjoint = p.stride == p.kernel
+                        && p.padding == [0, 0]
+                        && ih == oh * p.kernel[0]
+                        && iw == ow * p.kernel[1];
+                    // Disjoint windows write their own inputs; otherwise each input gathers its windows.
+                    let (tiles, px) = if disjoint {
+                        let px = part(ow, t.pool_strip);
+                        (ic * oh * ow.div_ceil(px), px)
+                    } else {
+                        let px = part(iw, t.pool_strip);
+                        (ic * ih * iw.div_ceil(px), px)
+                    };
+                    let spec = spec.u32("PX", px).flag("DISJOINT", disjoint);
+                    let a = Argmax(argmax_of[i].unwrap());
+                    let bindings =
+                        vec![(0, Chunk), (2, Gradient(out)), (3, a), (4, Gradient(into))];
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::GradRows,
+                    };
+                    let label = format!("maxpool_backward (layer {i})");
+                    Some((
+                        into,
+                        dispatch(Kernel::MaxPoolBackward, spec, bindings, extent, label),
+                    ))
+                }
+                Layer::AvgPool2d(_) => {
                     let px = part(iw, t.pool_strip);
+                    let spec = spec.u32("PX", px).flag("MASK", mask);
+                    let mut bindings = vec![(0, Chunk), (2, Gradient(out)), (3, Gradient(into))];
+                    if mask {
+                        bindings.push((4, x));
+                    }
                     let tiles = ic * ih * iw.div_ceil(px);
                     let extent = Extent::Tiles {
                         tiles,
                         rows_per_workgroup: t.workgroup,
                         of: Count::GradRows,
                     };
-                    let (kernel, spec, mut bindings, extent) = if let Layer::MaxPool2d(p) = layer {
-                        let a = Argmax(argmax_of[i].unwrap());
-                        let [_, oh, ow] = output.chw();
-                        let disjoint = p.stride == p.kernel
-                            && p.padding == [0, 0]
-                            && ih == oh * p.kernel[0]
-                            && iw == ow * p.kernel[1];
-                        let (spec, extent) = if disjoint {
-                            let px = part(ow, t.pool_strip);
-                            let tiles = ic * oh * ow.div_ceil(px);
-                            let extent = Extent::Tiles {
-                                tiles,
-                                rows_per_workgroup: t.workgroup,
-                                of: Count::GradRows,
-                            };
-                            (spec.u32("PX", px).flag("DISJOINT", true), extent)
-                        } else {
-                            (spec.u32("PX", px), extent)
-                        };
-                        (
-                            Kernel::MaxPoolBackward,
-                            spec,
-                            vec![(2, Gradient(out)), (3, a), (4, Gradient(into))],
-                            extent,
-                        )
-                    } else {
-                        let spec = spec.u32("PX", px).flag("MASK", mask);
-                        (
-                            Kernel::AvgPoolBackward,
-                            spec,
-                            vec![(2, Gradient(out)), (3, Gradient(into))],
-                            extent,
-                        )
-                    };
-                    if mask && kernel == Kernel::AvgPoolBackward {
-                        bindings.push((4, x));
-                    }
+                    let label = format!("avgpool_backward (layer {i})");
                     Some((
                         into,
-                        Dispatch {
-                            kernel,
-                            spec,
-                            bindings,
-                            extent,
-                            label: format!("{} (layer {i})", kernel.name()),
-                            flops_per_row: 0.0,
-                            bytes_per_row: 0.0,
-                        },
+                        dispatch(Kernel::AvgPoolBackward, spec, bindings, extent, label),
                     ))
                 }
             };
@@ -615,46 +705,73 @@ impl Program {
                 }
             }
         }
-        let input_gradient = Gradient(gradient_of[0]);
-        dispatches.push(Dispatch {
-            kernel: Kernel::Accumulate,
-            spec: elementwise(dim),
-            bindings: vec![(2, input_gradient), (3, Rows), (4, Spans), (5, Total)],
-            extent: Extent::Invocations {
-                per: dim,
-                of: Count::Spans,
-            },
-            label: "accumulate".into(),
-            flops_per_row: 0.0,
-            bytes_per_row: 0.0,
-        });
-        dispatches.push(Dispatch {
-            kernel: Kernel::Diagnostics,
-            spec: elementwise(dim).u32("CLASSES", classes),
-            bindings: vec![
-                (2, input_gradient),
-                (3, Activation(activation_of[n])),
-                (4, Rows),
-                (5, Diagnostics),
-            ],
-            extent: Extent::Workgroups { of: Count::Rows },
-            label: "diagnostics".into(),
-            flops_per_row: 0.0,
-            bytes_per_row: 0.0,
-        });
-        let mut finish = Dispatch {
-            kernel: Kernel::Finish,
-            spec: elementwise(dim),
-            bindings: vec![(2, Inputs), (3, Baselines), (4, Total)],
-            extent: Extent::Invocations {
-                per: dim,
-                of: Count::Images,
-            },
-            label: "finish".into(),
-            flops_per_row: 0.0,
-            bytes_per_row: 0.0,
-        };
-        for d in dispatches.iter_mut().chain([&mut finish]) {
+
+        let mut finish = None;
+        match purpose {
+            Purpose::Attribution => {
+                let input_gradient = Gradient(gradient_of[0]);
+                dispatches.push(dispatch(
+                    Kernel::Accumulate,
+                    elementwise(dim),
+                    vec![
+                        (0, Chunk),
+                        (2, input_gradient),
+                        (3, Rows),
+                        (4, Spans),
+                        (5, Total),
+                    ],
+                    Extent::Invocations {
+                        per: dim,
+                        of: Count::Spans,
+                    },
+                    "accumulate".into(),
+                ));
+                dispatches.push(dispatch(
+                    Kernel::Diagnostics,
+                    elementwise(dim).u32("CLASSES", classes),
+                    vec![
+                        (0, Chunk),
+                        (2, input_gradient),
+                        (3, logits),
+                        (4, Rows),
+                        (5, Diagnostics),
+                    ],
+                    Extent::Workgroups { of: Count::Rows },
+                    "diagnostics".into(),
+                ));
+                finish = Some(dispatch(
+                    Kernel::Finish,
+                    elementwise(dim),
+                    vec![(0, Chunk), (2, Inputs), (3, Baselines), (4, Total)],
+                    Extent::Invocations {
+                        per: dim,
+                        of: Count::Images,
+                    },
+                    "finish".into(),
+                ));
+            }
+            Purpose::Training { adam } => {
+                for (i, &len) in params_lens.iter().enumerate().filter(|(_, l)| **l > 0) {
+                    let mut bindings =
+                        vec![(0, Step), (1, Params(i)), (2, Grads(i)), (3, Moment(i, 0))];
+                    if adam {
+                        bindings.push((4, Moment(i, 1)));
+                    }
+                    let kernel = if adam { Kernel::Adam } else { Kernel::Sgd };
+                    dispatches.push(dispatch(
+                        kernel,
+                        elementwise(len),
+                        bindings,
+                        Extent::Invocations {
+                            per: len,
+                            of: Count::One,
+                        },
+                        format!("{} (layer {i})", kernel.name()),
+                    ));
+                }
+            }
+        }
+        for d in dispatches.iter_mut().chain(finish.as_mut()) {
             (d.flops_per_row, d.bytes_per_row) = cost(d, shapes);
         }
         Program {
@@ -663,6 +780,9 @@ impl Program {
             activation_lens,
             argmax_lens,
             gradient_len: shapes.iter().map(|s| s.len()).max().unwrap(),
+            partial_len,
+            params_lens,
+            dim,
             activation_of,
             gradient_of,
             forward_of,
@@ -670,31 +790,113 @@ impl Program {
         }
     }
 
-    /// Bytes per row of each per-row buffer.
-    pub fn row_buffer_bytes(&self, row_entry: usize, span_entry: usize) -> Vec<u64> {
-        let f = |n: usize| 4 * n as u64;
-        let mut v: Vec<u64> = self.activation_lens.iter().map(|&n| f(n)).collect();
-        v.extend(self.argmax_lens.iter().map(|&n| f(n)));
-        v.extend([f(self.gradient_len), f(self.gradient_len)]);
-        v.extend([row_entry as u64, span_entry as u64]);
+    /// Every dispatch (then finish).
+    pub fn all(&self) -> impl Iterator<Item = &Dispatch> {
+        self.dispatches.iter().chain(self.finish.as_ref())
+    }
+
+    /// Bytes of the buffer behind `slot` for buffers of `sizes` (none for the layer weights, which
+    /// are uploaded, nor for the uniforms).
+    pub fn slot_bytes(&self, slot: Slot, sizes: Sizes) -> u64 {
+        let f = |values: usize| 4 * values as u64;
+        let rows = sizes.rows;
+        match slot {
+            Slot::Chunk | Slot::Step | Slot::Params(_) => 0,
+            Slot::Inputs | Slot::Baselines | Slot::Total => f(sizes.images * self.dim),
+            Slot::Diagnostics => f(2 * sizes.group_rows),
+            Slot::Rows | Slot::Spans => f(4 * rows),
+            Slot::Activation(i) => f(rows * self.activation_lens[i]),
+            Slot::Argmax(i) => f(rows * self.argmax_lens[i]),
+            Slot::Gradient(_) => f(rows * self.gradient_len),
+            Slot::Labels => f(rows),
+            Slot::Losses => f(2 * rows),
+            Slot::Partial => f(rows * self.partial_len),
+            Slot::Grads(i) | Slot::Moment(i, _) => f(self.params_lens[i]),
+        }
+    }
+
+    /// The slots the dispatches bind, each once.
+    pub fn slots(&self) -> Vec<Slot> {
+        let mut v: Vec<Slot> = Vec::new();
+        for (_, s) in self.all().flat_map(|d| &d.bindings) {
+            if !v.contains(s) {
+                v.push(*s);
+            }
+        }
         v
     }
 }
 
-fn linear_spec(t: &Tiling, in_len: usize, out_len: usize) -> Spec {
-    Spec::default()
-        .u32("WORKGROUP_SIZE", t.linear_workgroup)
-        .u32("IN_LEN", in_len)
-        .u32("OUT_LEN", out_len)
-        .u32("RB", t.linear_rows)
-}
-
-/// Length of the bias the kernels read: the layer's outputs, zeros when it has no bias.
-fn layer_param_bias_len(layer: &Layer, bias: usize) -> usize {
+/// Training: the dispatches that compute layer `i`'s weight gradient into `Grads(i)` from its input `x`
+/// and output gradient `g`, and the values per row of the weight-gradient shares they use.
+fn weight_grad_dispatches(
+    t: &Tiling,
+    layer: &Layer,
+    i: usize,
+    input: Shape,
+    output: Shape,
+    x: Slot,
+    g: Slot,
+) -> (Vec<Dispatch>, usize) {
+    use Slot::*;
     match layer {
-        Layer::Conv2d(c) => c.out_channels,
-        Layer::Linear(l) => l.out_features,
-        _ => bias,
+        Layer::Conv2d(c) => {
+            // Per-row shares, then a sum over rows in row order.
+            let ocb = part(c.out_channels, 8);
+            let icb = part(c.in_channels, 4);
+            let spec = layer_spec(t.workgroup, layer, input, output)
+                .u32("OCB", ocb)
+                .u32("ICB", icb);
+            let tiles = c.out_channels.div_ceil(ocb) * c.in_channels.div_ceil(icb);
+            let share = c.out_channels * (c.in_channels * c.kernel[0] * c.kernel[1] + 1);
+            let bias = share - c.out_channels;
+            let shares = dispatch(
+                Kernel::Conv2dWeightGrad,
+                spec,
+                vec![(0, Chunk), (2, x), (3, g), (4, Partial)],
+                Extent::Tiles {
+                    tiles,
+                    rows_per_workgroup: t.workgroup,
+                    of: Count::GradRows,
+                },
+                format!("conv2d_weight_grad (layer {i})"),
+            );
+            let reduce = dispatch(
+                Kernel::WeightReduce,
+                Spec::default()
+                    .u32("WORKGROUP_SIZE", t.workgroup)
+                    .u32("P_LEN", share)
+                    .u32("BIAS", bias)
+                    .flag("HAS_BIAS", c.bias),
+                vec![(0, Chunk), (2, Partial), (3, Grads(i))],
+                Extent::Invocations {
+                    per: share,
+                    of: Count::One,
+                },
+                format!("weight_reduce (layer {i})"),
+            );
+            (vec![shares, reduce], share)
+        }
+        Layer::Linear(l) => {
+            let (workgroup, jb, ob) = (t.workgroup, 4, part(l.out_features, 8));
+            let spec = Spec::default()
+                .u32("WORKGROUP_SIZE", workgroup)
+                .u32("IN_LEN", l.in_features)
+                .u32("OUT_LEN", l.out_features)
+                .u32("OB", ob)
+                .u32("JB", jb)
+                .flag("HAS_BIAS", l.bias);
+            let j_blocks = (l.in_features + 1).div_ceil(workgroup * jb);
+            let d = dispatch(
+                Kernel::LinearWeightGrad,
+                spec,
+                vec![(0, Chunk), (2, x), (3, g), (4, Grads(i))],
+                Extent::Fixed(l.out_features.div_ceil(ob) * j_blocks),
+                format!("linear_weight_grad (layer {i})"),
+            );
+            (vec![d], 0)
+        }
+        _ => (Vec::new(), 0),
     }
 }
 
@@ -716,10 +918,10 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
                 4.0 * (in_len + 2.0 * pooled),
             )
         }
-        Kernel::Conv2dForward | Kernel::Conv2dBackward => {
+        Kernel::Conv2dForward | Kernel::Conv2dBackward | Kernel::Conv2dWeightGrad => {
             (2.0 * out_len * c("IN_C") * window, 4.0 * (in_len + out_len))
         }
-        Kernel::LinearForward => (
+        Kernel::LinearForward | Kernel::LinearWeightGrad => (
             2.0 * c("IN_LEN") * c("OUT_LEN"),
             4.0 * (c("IN_LEN") + c("OUT_LEN")),
         ),
@@ -728,8 +930,9 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
             2.0 * c("IN_LEN") * c("OUT_LEN"),
             4.0 * (c("IN_LEN") + c("OUT_LEN")),
         ),
-        Kernel::MaxPoolForward => (out_len * window, 4.0 * (in_len + 2.0 * out_len)),
-        Kernel::MaxPoolBackward => (out_len * window, 4.0 * (in_len + 2.0 * out_len)),
+        Kernel::MaxPoolForward | Kernel::MaxPoolBackward => {
+            (out_len * window, 4.0 * (in_len + 2.0 * out_len))
+        }
         Kernel::AvgPoolForward | Kernel::AvgPoolBackward => {
             (out_len * window, 4.0 * (in_len + out_len))
         }
@@ -738,5 +941,8 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
         Kernel::Diagnostics | Kernel::Finish => (2.0 * dim, 8.0 * dim),
         Kernel::Accumulate => (0.0, 4.0 * dim),
         Kernel::Seed => (0.0, 4.0 * c("CLASSES")),
+        Kernel::Loss => (5.0 * c("CLASSES"), 12.0 * c("CLASSES")),
+        Kernel::WeightReduce => (c("P_LEN"), 4.0 * c("P_LEN")),
+        Kernel::Sgd | Kernel::Adam => (6.0 * c("LEN"), 20.0 * c("LEN")),
     }
 }

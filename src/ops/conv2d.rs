@@ -76,3 +76,43 @@ pub fn backward(
     }
     gin
 }
+
+/// Gradients of the weights and bias for one sample: dW[o,i,ky,kx] = sum over outputs of gout * x under
+/// the tap, db[o] = sum of gout over the output plane.
+pub fn weight_grad(
+    c: &Conv2d,
+    [ic, ih, iw]: [usize; 3],
+    [oc, oh, ow]: [usize; 3],
+    x: &[f64],
+    gout: &[f64],
+) -> Params64 {
+    let [kh, kw] = c.kernel;
+    let mut weight = vec![0.0; oc * ic * kh * kw];
+    let mut bias = vec![0.0; oc];
+    for o in 0..oc {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let g = gout[(o * oh + oy) * ow + ox];
+                bias[o] += g;
+                for i in 0..ic {
+                    for ky in 0..kh {
+                        let Some(iy) = tap(oy, ky, c.stride[0], c.padding[0], ih) else {
+                            continue;
+                        };
+                        for kx in 0..kw {
+                            let Some(ix) = tap(ox, kx, c.stride[1], c.padding[1], iw) else {
+                                continue;
+                            };
+                            weight[((o * ic + i) * kh + ky) * kw + kx] +=
+                                g * x[(i * ih + iy) * iw + ix];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !c.bias {
+        bias.clear();
+    }
+    Params64 { weight, bias }
+}

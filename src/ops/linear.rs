@@ -23,3 +23,13 @@ pub fn backward(l: &Linear, p: &Params64, gout: &[f64]) -> Vec<f64> {
         })
         .collect()
 }
+
+/// Gradients of the weights and bias for one sample: dW = gout x^T, db = gout.
+pub fn weight_grad(l: &Linear, x: &[f64], gout: &[f64]) -> Params64 {
+    let weight = gout
+        .iter()
+        .flat_map(|g| x.iter().map(move |v| g * v))
+        .collect();
+    let bias = if l.bias { gout.to_vec() } else { Vec::new() };
+    Params64 { weight, bias }
+}

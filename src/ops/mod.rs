@@ -1,7 +1,8 @@
 //! The layers' arithmetic on the CPU in f64: the twin of every GPU kernel and the oracle of the tests.
 //!
 //! Each op works on one sample. `forward` maps the layer's input to its output; `backward` maps the
-//! gradient of the output to the gradient of the input (the vector-Jacobian product at `x`).
+//! gradient of the output to the gradient of the input (the vector-Jacobian product at `x`);
+//! `weight_grad` gives the gradient of the layer's weights and bias.
 
 pub mod conv2d;
 pub mod linear;
@@ -71,5 +72,21 @@ pub fn backward(
         Layer::AvgPool2d(pl) => pool::avg_backward(pl, input.chw(), output.chw(), gout),
         Layer::Flatten => gout.to_vec(),
         Layer::Linear(l) => linear::backward(l, params(p), gout),
+    }
+}
+
+/// Gradients of the layer's weights and bias at input `x` given `gout`, for layers that have weights
+/// (an empty bias for a layer without one).
+pub fn weight_grad(
+    layer: &Layer,
+    input: Shape,
+    output: Shape,
+    x: &[f64],
+    gout: &[f64],
+) -> Option<Params64> {
+    match layer {
+        Layer::Conv2d(c) => Some(conv2d::weight_grad(c, input.chw(), output.chw(), x, gout)),
+        Layer::Linear(l) => Some(linear::weight_grad(l, x, gout)),
+        _ => None,
     }
 }

@@ -1,0 +1,81 @@
+// Conv2d weight and bias gradients, first pass: each row's contribution, summed over the output plane.
+// Lanes are rows; a workgroup computes OCB output channels times ICB input channels (all taps) for
+// WORKGROUP_SIZE rows, and writes each row's share to `partial` (row r at r * P_LEN, the layout of the
+// layer's weights then bias). weight_reduce.wgsl then sums the rows in order: no atomics, the same
+// bits on every run.
+// Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, OCB, ICB.
+
+@group(0) @binding(0) var<uniform> chunk: Chunk;
+@group(0) @binding(2) var<storage, read> input: array<f32>;
+@group(0) @binding(3) var<storage, read> grad_out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> partial: array<f32>;
+
+const IN_LEN: u32 = IN_C * IN_H * IN_W;
+const OUT_LEN: u32 = OUT_C * OUT_H * OUT_W;
+const BIAS: u32 = OUT_C * IN_C * KH * KW;
+const P_LEN: u32 = BIAS + OUT_C;
+const OC_BLOCKS: u32 = (OUT_C + OCB - 1u) / OCB;
+const IC_BLOCKS: u32 = (IN_C + ICB - 1u) / ICB;
+const TILES: u32 = OC_BLOCKS * IC_BLOCKS;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lane: u32) {
+    let g = workgroup_index(wg, groups);
+    let r = (g / TILES) * WORKGROUP_SIZE + lane;
+    if (r >= chunk.grad_rows) {
+        return;
+    }
+    let tile = g % TILES;
+    let oc0 = (tile / IC_BLOCKS) * OCB;
+    let ic0 = (tile % IC_BLOCKS) * ICB;
+    let x = r * IN_LEN;
+    var dw: array<array<array<array<f32, KW>, KH>, ICB>, OCB>;
+    var db: array<f32, OCB>;
+    for (var oy = 0u; oy < OUT_H; oy++) {
+        for (var ox = 0u; ox < OUT_W; ox++) {
+            var gs: array<f32, OCB>;
+            for (var c = 0u; c < OCB; c++) {
+                gs[c] = grad_out[r * OUT_LEN + (min(oc0 + c, OUT_C - 1u) * OUT_H + oy) * OUT_W + ox];
+                db[c] += gs[c];
+            }
+            for (var i = 0u; i < ICB; i++) {
+                let ic = min(ic0 + i, IN_C - 1u);
+                for (var ky = 0u; ky < KH; ky++) {
+                    let iy = i32(oy * SH + ky) - i32(PH);
+                    for (var kx = 0u; kx < KW; kx++) {
+                        let ix = i32(ox * SW + kx) - i32(PW);
+                        var v = 0.0;
+                        if (iy >= 0 && iy < i32(IN_H) && ix >= 0 && ix < i32(IN_W)) {
+                            v = input[x + (ic * IN_H + u32(iy)) * IN_W + u32(ix)];
+                        }
+                        for (var c = 0u; c < OCB; c++) {
+                            dw[c][i][ky][kx] += gs[c] * v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let out = r * P_LEN;
+    for (var c = 0u; c < OCB; c++) {
+        let oc = oc0 + c;
+        if (oc >= OUT_C) {
+            break;
+        }
+        for (var i = 0u; i < ICB; i++) {
+            let ic = ic0 + i;
+            if (ic >= IN_C) {
+                break;
+            }
+            for (var ky = 0u; ky < KH; ky++) {
+                for (var kx = 0u; kx < KW; kx++) {
+                    partial[out + ((oc * IN_C + ic) * KH + ky) * KW + kx] = dw[c][i][ky][kx];
+                }
+            }
+        }
+        if (ic0 == 0u) {
+            partial[out + BIAS + oc] = db[c];
+        }
+    }
+}

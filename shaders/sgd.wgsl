@@ -1,0 +1,21 @@
+// One step of SGD with momentum on one layer's weights then bias, as torch.optim.SGD (dampening 0):
+// g += weight_decay * p; v = momentum * v + g; p -= lr * v.
+// Specialization: WORKGROUP_SIZE, LEN.
+
+@group(0) @binding(0) var<uniform> step: Step;
+@group(0) @binding(1) var<storage, read_write> params: array<f32>;
+@group(0) @binding(2) var<storage, read> grads: array<f32>;
+@group(0) @binding(3) var<storage, read_write> velocity: array<f32>;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) local: u32) {
+    let i = invocation_index(wg, groups, local);
+    if (i >= LEN) {
+        return;
+    }
+    let g = grads[i] + step.weight_decay * params[i];
+    let v = select(g, step.momentum * velocity[i] + g, step.count > 1u);
+    velocity[i] = v;
+    params[i] = params[i] - step.lr * v;
+}
