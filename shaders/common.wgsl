@@ -23,7 +23,8 @@ struct Chunk {
     _pad2: u32,
 }
 
-// One path point: b + alpha (x - b) of one image, with its quadrature weight.
+// One path point: b + alpha (x - b) of one image, with its quadrature weight. The host writes the first
+// four fields; diagnostics.wgsl fills in the rest, and the engine copies them out after the chunk.
 struct Row {
     // Index of the image within the group.
     image: u32,
@@ -31,6 +32,13 @@ struct Row {
     logit: u32,
     alpha: f32,
     weight: f32,
+    // F at the point.
+    f: f32,
+    // For gradient rows: |dF/dx|, dF/dalpha = dF/dx . (x - b), and dF/dx . p for the fixed pseudo-random
+    // vector p of probe_weight (a fingerprint: equal gradients have equal fingerprints).
+    grad_norm: f32,
+    slope: f32,
+    probe: f32,
 }
 
 // Consecutive gradient rows of one image within a chunk.
@@ -65,6 +73,14 @@ fn workgroup_index(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
 
 fn invocation_index(wg: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
     return workgroup_index(wg, groups) * WORKGROUP_SIZE + local;
+}
+
+// Component d of the fingerprint vector, in [-1, 1): a PCG hash of d, the same on every device.
+fn probe_weight(d: u32) -> f32 {
+    var h = d * 747796405u + 2891336453u;
+    h = ((h >> ((h >> 28u) + 4u)) ^ h) * 277803737u;
+    h = (h >> 22u) ^ h;
+    return f32(h) * (2.0 / 4294967296.0) - 1.0;
 }
 
 // Pooling backward: the outputs along one axis whose window covers input position `at`: [first, last]

@@ -1,15 +1,16 @@
-// Per row: the target logit F at the path point and, for gradient rows, the L2 norm of the input
-// gradient. One workgroup per row; the norm is a fixed-order tree reduction (deterministic).
+// Per row: the target logit F at the path point and, for gradient rows, |dF/dx|, dF/dalpha and the
+// gradient's fingerprint (see `Row`), written into the row table. One workgroup per row; the sums are
+// fixed-order tree reductions (deterministic).
 // Specialization: WORKGROUP_SIZE (a power of two), LEN (values per image), CLASSES.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
-@group(0) @binding(4) var<storage, read> rows: array<Row>;
-// Two values per row of the group: F, |grad F|.
-@group(0) @binding(5) var<storage, read_write> diagnostics: array<f32>;
+@group(0) @binding(4) var<storage, read_write> rows: array<Row>;
+// The group's inputs, then its baselines.
+@group(0) @binding(5) var<storage, read> images: array<f32>;
 
-var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
+var<workgroup> partial: array<vec3<f32>, WORKGROUP_SIZE>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -18,11 +19,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     if (r >= chunk.rows) {
         return;
     }
-    var sum = 0.0;
+    let image = rows[r].image;
+    // |g|^2, g . (x - b), g . p
+    var sum = vec3<f32>(0.0);
     if (r < chunk.grad_rows) {
         for (var d = local; d < LEN; d += WORKGROUP_SIZE) {
             let g = grad[r * LEN + d];
-            sum += g * g;
+            let delta = images[image * LEN + d] - images[(chunk.images + image) * LEN + d];
+            sum += g * vec3<f32>(g, delta, probe_weight(d));
         }
     }
     partial[local] = sum;
@@ -34,8 +38,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         workgroupBarrier();
     }
     if (local == 0u) {
-        let out = (chunk.first_row + r) * 2u;
-        diagnostics[out] = logits[r * CLASSES + rows[r].logit];
-        diagnostics[out + 1u] = sqrt(partial[0]);
+        rows[r].f = logits[r * CLASSES + rows[r].logit];
+        rows[r].grad_norm = sqrt(partial[0].x);
+        rows[r].slope = partial[0].y;
+        rows[r].probe = partial[0].z;
     }
 }

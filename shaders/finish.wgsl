@@ -2,8 +2,8 @@
 // Specialization: WORKGROUP_SIZE, LEN (values per image).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(2) var<storage, read> inputs: array<f32>;
-@group(0) @binding(3) var<storage, read> baselines: array<f32>;
+// The group's inputs, then its baselines.
+@group(0) @binding(2) var<storage, read> images: array<f32>;
 @group(0) @binding(4) var<storage, read_write> total: array<f32>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -13,5 +13,5 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     if (i >= chunk.images * LEN) {
         return;
     }
-    total[i] = (inputs[i] - baselines[i]) * total[i];
+    total[i] = (images[i] - images[chunk.images * LEN + i]) * total[i];
 }

@@ -2,8 +2,8 @@
 // Specialization: WORKGROUP_SIZE, LEN (values per image).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
-@group(0) @binding(1) var<storage, read> inputs: array<f32>;
-@group(0) @binding(2) var<storage, read> baselines: array<f32>;
+// The group's inputs, then its baselines.
+@group(0) @binding(1) var<storage, read> images: array<f32>;
 @group(0) @binding(3) var<storage, read> rows: array<Row>;
 @group(0) @binding(4) var<storage, read_write> points: array<f32>;
 
@@ -16,7 +16,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     }
     let row = rows[i / LEN];
     let at = row.image * LEN + i % LEN;
-    let x = inputs[at];
-    let b = baselines[at];
+    let x = images[at];
+    let b = images[chunk.images * LEN + at];
     points[i] = select(b + row.alpha * (x - b), x, row.alpha == 1.0);
 }

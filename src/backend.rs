@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::schedule::PathPlan;
+use crate::schedule::{PathPlan, Point};
 use serde::Serialize;
 
 /// Images to explain, each flattened to `dim = C * H * W` values.
@@ -114,6 +114,11 @@ pub struct Evaluation {
     pub gradient_f: Vec<Vec<f64>>,
     /// Per image, per gradient point: the L2 norm of dF/dx at the point.
     pub gradient_norm: Vec<Vec<f64>>,
+    /// Per image, per gradient point: dF/dalpha = dF/dx . (x - b), the integrand of completeness.
+    pub gradient_slope: Vec<Vec<f64>>,
+    /// Per image, per gradient point: dF/dx . p for a fixed pseudo-random p (`probe_weight` in
+    /// shaders/common.wgsl): points with equal gradients have equal fingerprints.
+    pub gradient_probe: Vec<Vec<f64>>,
     /// Per image, per forward point: F at the point.
     pub forward_f: Vec<Vec<f64>>,
     pub stats: RunStats,
@@ -126,10 +131,44 @@ impl Evaluation {
             attributions: vec![0.0; plans.len() * dim],
             gradient_f: plans.iter().map(|p| vec![0.0; p.gradient.len()]).collect(),
             gradient_norm: plans.iter().map(|p| vec![0.0; p.gradient.len()]).collect(),
+            gradient_slope: plans.iter().map(|p| vec![0.0; p.gradient.len()]).collect(),
+            gradient_probe: plans.iter().map(|p| vec![0.0; p.gradient.len()]).collect(),
             forward_f: plans.iter().map(|p| vec![0.0; p.forward.len()]).collect(),
             stats: RunStats::default(),
         }
     }
+}
+
+impl Evaluation {
+    /// Stores the diagnostics of one point of image `image`'s plan.
+    pub fn record(
+        &mut self,
+        image: usize,
+        point: Point,
+        f: f32,
+        norm: f32,
+        slope: f32,
+        probe: f32,
+    ) {
+        match point {
+            Point::Gradient(k) => {
+                self.gradient_f[image][k] = f64::from(f);
+                self.gradient_norm[image][k] = f64::from(norm);
+                self.gradient_slope[image][k] = f64::from(slope);
+                self.gradient_probe[image][k] = f64::from(probe);
+            }
+            Point::Forward(k) => self.forward_f[image][k] = f64::from(f),
+        }
+    }
+}
+
+/// Component d of the gradient fingerprint vector: the twin of `probe_weight` in shaders/common.wgsl.
+pub fn probe_weight(d: usize) -> f64 {
+    let mut h = (d as u32).wrapping_mul(747796405).wrapping_add(2891336453);
+    h = ((h >> ((h >> 28) + 4)) ^ h).wrapping_mul(277803737);
+    h ^= h >> 22;
+    // The GPU rounds h to f32 before scaling.
+    f64::from(h as f32) * (2.0 / 4294967296.0) - 1.0
 }
 
 /// Something that evaluates a model along straight-line paths: the GPU engine or the CPU reference.

@@ -3,7 +3,7 @@
 //! It is the oracle of the tests and `--backend cpu` of the CLI; images run in parallel (rayon), each
 //! image's points in order, so results do not depend on the thread count.
 
-use crate::backend::{Backend, Batch, Evaluation, RunStats, check_plans};
+use crate::backend::{Backend, Batch, Evaluation, RunStats, check_plans, probe_weight};
 use crate::error::Result;
 use crate::model::Model;
 use crate::ops::{self, Params64};
@@ -140,6 +140,8 @@ struct ImageResult {
     attribution: Vec<f64>,
     gradient_f: Vec<f64>,
     gradient_norm: Vec<f64>,
+    gradient_slope: Vec<f64>,
+    gradient_probe: Vec<f64>,
     forward_f: Vec<f64>,
 }
 
@@ -167,6 +169,8 @@ impl Backend for CpuBackend {
                 let mut total = vec![0.0; dim];
                 let mut gradient_f = Vec::new();
                 let mut gradient_norm = Vec::new();
+                let mut gradient_slope = Vec::new();
+                let mut gradient_probe = Vec::new();
                 for (&alpha, &weight) in plan.gradient.alphas.iter().zip(&plan.gradient.weights) {
                     let (f, g) = self.gradient(&path_point(&x, &b, alpha), target);
                     for (t, g) in total.iter_mut().zip(&g) {
@@ -174,6 +178,14 @@ impl Backend for CpuBackend {
                     }
                     gradient_f.push(f);
                     gradient_norm.push(g.iter().map(|v| v * v).sum::<f64>().sqrt());
+                    gradient_slope.push(
+                        g.iter()
+                            .zip(x.iter().zip(&b))
+                            .map(|(g, (x, b))| g * (x - b))
+                            .sum(),
+                    );
+                    gradient_probe
+                        .push(g.iter().enumerate().map(|(d, g)| g * probe_weight(d)).sum());
                 }
                 let forward_f = plan
                     .forward
@@ -189,6 +201,8 @@ impl Backend for CpuBackend {
                     attribution,
                     gradient_f,
                     gradient_norm,
+                    gradient_slope,
+                    gradient_probe,
                     forward_f,
                 }
             })
@@ -198,6 +212,8 @@ impl Backend for CpuBackend {
             out.attributions[i * dim..(i + 1) * dim].copy_from_slice(&r.attribution);
             out.gradient_f[i] = r.gradient_f;
             out.gradient_norm[i] = r.gradient_norm;
+            out.gradient_slope[i] = r.gradient_slope;
+            out.gradient_probe[i] = r.gradient_probe;
             out.forward_f[i] = r.forward_f;
         }
         out.stats = RunStats {

@@ -16,6 +16,8 @@ pub struct PathReport {
     pub f: Vec<f64>,
     /// |dF/dx| at the same points.
     pub grad_norm: Vec<f64>,
+    /// dF/dalpha = dF/dx . (x - b) at the same points.
+    pub slope: Vec<f64>,
 }
 
 /// Diagnostics of one image's attribution.
@@ -73,6 +75,7 @@ pub fn integrated_gradients(
                     weights: quadrature.weights.clone(),
                     f: eval.gradient_f[i].clone(),
                     grad_norm: eval.gradient_norm[i].clone(),
+                    slope: eval.gradient_slope[i].clone(),
                 },
             }
         })

@@ -38,7 +38,23 @@ fn gpu_matches_cpu_for_every_rule() {
         for (gi, ci) in g.images.iter().zip(&c.images) {
             assert!((gi.f_input - ci.f_input).abs() < 1e-5 * (1.0 + ci.f_input.abs()));
             assert!((gi.f_baseline - ci.f_baseline).abs() < 1e-5 * (1.0 + ci.f_baseline.abs()));
+            // The attribution sum is the quadrature of the slopes dF/dalpha.
+            let slopes: f64 = gi
+                .path
+                .weights
+                .iter()
+                .zip(&gi.path.slope)
+                .map(|(w, s)| w * s)
+                .sum();
+            assert!(
+                (slopes - gi.attribution_sum).abs() < 1e-5 * (1.0 + slopes.abs()),
+                "{rule}"
+            );
             for k in 0..q.len() {
+                assert!(
+                    (gi.path.slope[k] - ci.path.slope[k]).abs()
+                        < 1e-5 * (1.0 + ci.path.slope[k].abs())
+                );
                 assert!((gi.path.f[k] - ci.path.f[k]).abs() < 1e-5 * (1.0 + ci.path.f[k].abs()));
                 assert!(
                     (gi.path.grad_norm[k] - ci.path.grad_norm[k]).abs()

@@ -254,6 +254,7 @@ impl Engine {
                     logit: batch.targets[r.image] as u32,
                     alpha: alpha as f32,
                     weight: weight as f32,
+                    ..RowEntry::default()
                 }
             })
             .collect();
@@ -298,7 +299,7 @@ impl Engine {
         check_plans(batch, plans)?;
         let dim = batch.dim;
         let mut capacity = self.capacity()?;
-        // Diagnostics hold 8 bytes per row of a group: keep them within one binding too.
+        // The group's row tables must fit one binding too.
         let binding = self.gpu().binding_limit();
         let widest_plan = plans
             .iter()
@@ -308,7 +309,7 @@ impl Engine {
             .max(1) as u64;
         capacity.images_per_group = capacity
             .images_per_group
-            .min((binding / (8 * widest_plan)).max(1) as usize);
+            .min((binding / (size_of::<RowEntry>() as u64 * widest_plan)).max(1) as usize);
         let schedule = Schedule::new(plans, capacity);
         self.ensure(Sizes {
             rows: schedule.max_chunk_rows(),
@@ -326,19 +327,13 @@ impl Engine {
         let finish = self.program().dispatches.len();
         for group in &schedule.groups {
             let images = group.images.clone();
-            let values = |v: &[f32]| {
-                bytemuck::cast_slice::<f32, u8>(&v[images.start * dim..images.end * dim]).to_vec()
-            };
-            gpu.queue.write_buffer(
-                self.compiled.buffer(Slot::Inputs),
-                0,
-                &values(&batch.inputs),
-            );
-            gpu.queue.write_buffer(
-                self.compiled.buffer(Slot::Baselines),
-                0,
-                &values(&batch.baselines),
-            );
+            let range = images.start * dim..images.end * dim;
+            let mut both = bytemuck::cast_slice::<f32, u8>(&batch.inputs[range.clone()]).to_vec();
+            both.extend(bytemuck::cast_slice::<f32, u8>(
+                &batch.baselines[range.clone()],
+            ));
+            gpu.queue
+                .write_buffer(self.compiled.buffer(Slot::Images), 0, &both);
             out.stats.groups += 1;
             for (ci, chunk) in group.chunks.iter().enumerate() {
                 let last = ci + 1 == group.chunks.len();
@@ -347,8 +342,9 @@ impl Engine {
                 if ci == 0 {
                     encoder.clear_buffer(self.compiled.buffer(Slot::Total), 0, None);
                 }
-                let indices = 0..finish + usize::from(last);
-                let used = self.compiled.encode(&mut encoder, indices, &uniform);
+                let used =
+                    self.compiled
+                        .encode(&mut encoder, 0..finish + usize::from(last), &uniform);
                 let stats = &mut out.stats;
                 stats.dispatches += used.len();
                 stats.chunks += 1;
@@ -369,6 +365,15 @@ impl Engine {
                     self.compiled.collect_profile(&used, &uniform)?;
                     continue;
                 }
+                // The diagnostics kernel filled in the chunk's row table: keep it with the group's.
+                let row_bytes = size_of::<RowEntry>() as u64;
+                encoder.copy_buffer_to_buffer(
+                    self.compiled.buffer(Slot::Rows),
+                    0,
+                    self.compiled.buffer(Slot::Diagnostics),
+                    chunk.first_row as u64 * row_bytes,
+                    chunk.rows.len() as u64 * row_bytes,
+                );
                 if !last {
                     gpu.queue.submit([encoder.finish()]);
                     self.compiled.collect_profile(&used, &uniform)?;
@@ -381,31 +386,27 @@ impl Engine {
                     ),
                     (
                         self.compiled.buffer(Slot::Diagnostics),
-                        8 * group.rows as u64,
+                        group.rows as u64 * row_bytes,
                     ),
                 ];
                 let v = readback.read(&gpu, encoder, &sources)?;
                 stats.readbacks += 1;
                 self.compiled.collect_profile(&used, &uniform)?;
-                let (attributions, diagnostics) = v.split_at(images.len() * dim);
-                for (o, a) in out.attributions[images.start * dim..images.end * dim]
-                    .iter_mut()
-                    .zip(attributions)
-                {
+                let (attributions, table) = v.split_at(images.len() * dim);
+                for (o, a) in out.attributions[range.clone()].iter_mut().zip(attributions) {
                     *o = f64::from(*a);
                 }
+                let table: &[RowEntry] = bytemuck::cast_slice(table);
                 for c in &group.chunks {
-                    for (r, row) in c.rows.iter().enumerate() {
-                        let at = 2 * (c.first_row + r);
-                        let (f, norm) =
-                            (f64::from(diagnostics[at]), f64::from(diagnostics[at + 1]));
-                        match row.point {
-                            Point::Gradient(k) => {
-                                out.gradient_f[row.image][k] = f;
-                                out.gradient_norm[row.image][k] = norm;
-                            }
-                            Point::Forward(k) => out.forward_f[row.image][k] = f,
-                        }
+                    for (row, entry) in c.rows.iter().zip(&table[c.first_row..]) {
+                        out.record(
+                            row.image,
+                            row.point,
+                            entry.f,
+                            entry.grad_norm,
+                            entry.slope,
+                            entry.probe,
+                        );
                     }
                 }
             }

@@ -22,6 +22,11 @@ pub struct RowEntry {
     pub logit: u32,
     pub alpha: f32,
     pub weight: f32,
+    /// Written by diagnostics.wgsl.
+    pub f: f32,
+    pub grad_norm: f32,
+    pub slope: f32,
+    pub probe: f32,
 }
 
 /// Keep in sync with `Span` in shaders/common.wgsl.

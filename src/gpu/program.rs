@@ -18,16 +18,15 @@ pub enum Slot {
     Chunk,
     /// The per-step optimizer uniform (`Step`).
     Step,
-    /// The group's images, one after the other.
-    Inputs,
-    Baselines,
+    /// The group's inputs one after the other, then their baselines.
+    Images,
     /// The chunk's row table.
     Rows,
     /// The chunk's span table.
     Spans,
     /// The group's running sums of weighted gradients, then its attributions.
     Total,
-    /// Two values per row of the group: F and |grad F|.
+    /// The filled-in row table of every chunk of the group, one after the other (see `Row`).
     Diagnostics,
     /// Activation buffer i (`Program::activation_lens[i]` values per row).
     Activation(usize),
@@ -344,13 +343,7 @@ impl Program {
             dispatches.push(dispatch(
                 Kernel::Path,
                 elementwise(dim),
-                vec![
-                    (0, Chunk),
-                    (1, Inputs),
-                    (2, Baselines),
-                    (3, Rows),
-                    (4, Activation(0)),
-                ],
+                vec![(0, Chunk), (1, Images), (3, Rows), (4, Activation(0))],
                 Extent::Invocations {
                     per: dim,
                     of: Count::Rows,
@@ -734,7 +727,7 @@ impl Program {
                         (2, input_gradient),
                         (3, logits),
                         (4, Rows),
-                        (5, Diagnostics),
+                        (5, Images),
                     ],
                     Extent::Workgroups { of: Count::Rows },
                     "diagnostics".into(),
@@ -742,7 +735,7 @@ impl Program {
                 finish = Some(dispatch(
                     Kernel::Finish,
                     elementwise(dim),
-                    vec![(0, Chunk), (2, Inputs), (3, Baselines), (4, Total)],
+                    vec![(0, Chunk), (2, Images), (4, Total)],
                     Extent::Invocations {
                         per: dim,
                         of: Count::Images,
@@ -802,9 +795,11 @@ impl Program {
         let rows = sizes.rows;
         match slot {
             Slot::Chunk | Slot::Step | Slot::Params(_) => 0,
-            Slot::Inputs | Slot::Baselines | Slot::Total => f(sizes.images * self.dim),
-            Slot::Diagnostics => f(2 * sizes.group_rows),
-            Slot::Rows | Slot::Spans => f(4 * rows),
+            Slot::Images => f(2 * sizes.images * self.dim),
+            Slot::Total => f(sizes.images * self.dim),
+            Slot::Diagnostics => f(8 * sizes.group_rows),
+            Slot::Rows => f(8 * rows),
+            Slot::Spans => f(4 * rows),
             Slot::Activation(i) => f(rows * self.activation_lens[i]),
             Slot::Argmax(i) => f(rows * self.argmax_lens[i]),
             Slot::Gradient(_) => f(rows * self.gradient_len),
@@ -815,9 +810,12 @@ impl Program {
         }
     }
 
-    /// The slots the dispatches bind, each once.
+    /// The slots the dispatches bind, each once, and the diagnostics each chunk's row table is copied to.
     pub fn slots(&self) -> Vec<Slot> {
         let mut v: Vec<Slot> = Vec::new();
+        if self.finish.is_some() {
+            v.push(Slot::Diagnostics);
+        }
         for (_, s) in self.all().flat_map(|d| &d.bindings) {
             if !v.contains(s) {
                 v.push(*s);
