@@ -16,15 +16,16 @@ struct Chunk {
     spans: u32,
     // Images of the current group.
     images: u32,
-    // Index of this chunk's first row among all rows of its group (where its diagnostics go).
-    first_row: u32,
+    // Accumulators per image (`Row.slot` picks one): 1 for a quadrature, one per node for adaptive rounds.
+    slots: u32,
+    // 1 for Integrated Decision Gradients: each row's weight is multiplied by its dF/dalpha.
+    idg: u32,
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 // One path point: b + alpha (x - b) of one image, with its quadrature weight. The host writes the first
-// four fields; diagnostics.wgsl fills in the rest, and the engine copies them out after the chunk.
+// six fields; diagnostics.wgsl fills in the rest, and the engine copies them out after the chunk.
 struct Row {
     // Index of the image within the group.
     image: u32,
@@ -32,6 +33,11 @@ struct Row {
     logit: u32,
     alpha: f32,
     weight: f32,
+    // Width of the cell [alpha - cell / 2, alpha + cell / 2] the row stands for (soft kernels average
+    // ReLU masks and max-pool choices over it; 0 for a point).
+    cell: f32,
+    // Which of its image's accumulators the row's weighted gradient goes to.
+    slot: u32,
     // F at the point.
     f: f32,
     // For gradient rows: |dF/dx|, dF/dalpha = dF/dx . (x - b), and dF/dx . p for the fixed pseudo-random
@@ -39,6 +45,8 @@ struct Row {
     grad_norm: f32,
     slope: f32,
     probe: f32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 // Consecutive gradient rows of one image within a chunk.
@@ -92,3 +100,53 @@ fn covering(at: u32, kernel: u32, stride: u32, pad: u32, count: u32) -> vec2<i32
     let last = min(hi / i32(stride), i32(count) - 1);
     return vec2<i32>(first, last);
 }
+
+// Soft kernels (flag SOFT): a row stands for a cell of path points, its tangent rows hold the derivative
+// of each activation along the path scaled by the cell's half-width, so that over the cell a value is the
+// line v + d s for s in [-1, 1]. ReLU masks and max-pool choices become their shares of the cell.
+
+// Share of s in [-1, 1] on which v + d s > 0 (at d = 0, the choice at the point).
+fn relu_share(v: f32, d: f32) -> f32 {
+    if (d == 0.0) {
+        return select(0.0, 1.0, v > 0.0);
+    }
+    let t = -v / d;
+    return select(clamp(0.5 * (t + 1.0), 0.0, 1.0), clamp(0.5 * (1.0 - t), 0.0, 1.0), d > 0.0);
+}
+
+//#if WINDOW
+// For each valid line v[i] + d[i] s, the share of s in [-1, 1] on which it is the first maximum among
+// the valid lines; with `relu`, a zero line comes first (so a line must also be positive). Each line is
+// the maximum on one interval (the upper envelope of lines is convex): the intersection of the
+// half-lines on which it beats each other line. (Indices are constants once the loops unroll.)
+fn window_shares(v: array<f32, WIN>, d: array<f32, WIN>, valid: array<bool, WIN>, relu: bool) -> array<f32, WIN> {
+    var out: array<f32, WIN>;
+    for (var i = 0u; i < WIN; i++) {
+        var lo = -1.0;
+        var hi = 1.0;
+        // Against the zero line, which comes before every line in tie order.
+        var none = !valid[i] || (relu && d[i] == 0.0 && v[i] <= 0.0);
+        if (relu && d[i] != 0.0) {
+            let t = -v[i] / d[i];
+            lo = select(lo, max(lo, t), d[i] > 0.0);
+            hi = select(min(hi, t), hi, d[i] > 0.0);
+        }
+        for (var j = 0u; j < WIN; j++) {
+            if (j == i || !valid[j]) {
+                continue;
+            }
+            let dv = v[i] - v[j];
+            let dd = d[i] - d[j];
+            if (dd == 0.0) {
+                none = none || dv < 0.0 || (dv == 0.0 && j < i);
+            } else if (dd > 0.0) {
+                lo = max(lo, -dv / dd);
+            } else {
+                hi = min(hi, -dv / dd);
+            }
+        }
+        out[i] = select(clamp(0.5 * (hi - lo), 0.0, 1.0), 0.0, none);
+    }
+    return out;
+}
+//#endif

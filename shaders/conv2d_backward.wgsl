@@ -8,7 +8,8 @@
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(3) var<storage, read_write> grad_in: array<f32>;
 //#if MASK
-@group(0) @binding(4) var<storage, read> input: array<f32>;
+// The ReLU before this layer: its output (hard) or its stored open shares (SOFT).
+@group(0) @binding(4) var<storage, read> gate: array<f32>;
 //#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
@@ -86,7 +87,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             let at = r * IN_LEN + (ic * IN_H + iy) * IN_W + ix;
             var v = acc[c][p];
 //#if MASK
-            v = select(0.0, v, input[at] > 0.0);
+//#if SOFT
+            v = v * gate[at];
+//#else
+            v = select(0.0, v, gate[at] > 0.0);
+//#endif
 //#endif
             grad_in[at] = v;
         }

@@ -1,29 +1,42 @@
 // Conv2d forward, with the bias, optionally the ReLU after it (flag RELU) and optionally the max-pool
 // after that (flag POOL: windows of KPH x KPW with the same stride and no padding), so that the conv's
 // own output is never stored.
+// With SOFT the conv also carries the tangent rows (without the bias), the ReLU stores each value's open
+// share of the cell (MASK_OUT), and the pool stores each window element's share as the maximum instead
+// of the maximum's position (see common.wgsl).
 // Lanes are rows; each workgroup computes one tile for WORKGROUP_SIZE rows: OCB output channels times
 // PX neighbouring outputs (pooled outputs with POOL) of one output row. Each input value loaded serves
 // OCB * KW products and each weight (read at a uniform address) PX products or more.
 // Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, OCB, PX,
-// with POOL also KPH, KPW, POOL_H, POOL_W. `param(i)` reads the weights [OUT_C, IN_C, KH, KW], then the
-// bias [OUT_C].
+// with POOL also KPH, KPW, POOL_H, POOL_W, WIN. `param(i)` reads the weights [OUT_C, IN_C, KH, KW], then
+// the bias [OUT_C].
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 //#if POOL
+//#if SOFT
+// WIN shares per pooled output.
+@group(0) @binding(4) var<storage, read_write> argmax: array<f32>;
+//#else
 @group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
+//#endif
 
 // A tile is KPH conv rows by PX * KPW conv columns: PX windows of one pooled row.
 const TILE_H: u32 = KPH;
 const TILE_W: u32 = PX * KPW;
 const GRID_H: u32 = POOL_H;
 const GRID_W: u32 = POOL_W;
+const STORED: u32 = OUT_C * POOL_H * POOL_W;
 //#else
+//#if MASK_OUT
+@group(0) @binding(4) var<storage, read_write> shares: array<f32>;
+//#endif
 const TILE_H: u32 = 1u;
 const TILE_W: u32 = PX;
 const GRID_H: u32 = OUT_H;
 const GRID_W: u32 = OUT_W;
+const STORED: u32 = OUT_C * OUT_H * OUT_W;
 //#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
@@ -52,25 +65,39 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let ox0 = gx0 * (TILE_W / PX);
     let r = first + lane;
     // Lanes past the last row compute on the first row and store nothing.
-    let x = select(first, r, r < chunk.rows) * IN_LEN;
+    let row = select(first, r, r < chunk.rows);
+    let x = row * IN_LEN;
 
     var acc: array<array<array<f32, TILE_W>, TILE_H>, OCB>;
+//#if SOFT
+    let xt = (chunk.rows + row) * IN_LEN;
+    var tacc: array<array<array<f32, TILE_W>, TILE_H>, OCB>;
+//#endif
     for (var ic = 0u; ic < IN_C; ic++) {
         // Summing each input channel apart, then the channels, keeps the rounding error small.
         var part: array<array<array<f32, TILE_W>, TILE_H>, OCB>;
+//#if SOFT
+        var tpart: array<array<array<f32, TILE_W>, TILE_H>, OCB>;
+//#endif
         for (var ky = 0u; ky < KH; ky++) {
             // The inputs under each tile row for this tap row; zero outside the input (padding).
             // (Every loop that indexes a register array has a constant trip count, so the compiler
             // unrolls it and keeps the arrays in registers.)
             var xs: array<array<f32, SPAN>, TILE_H>;
+//#if SOFT
+            var ts: array<array<f32, SPAN>, TILE_H>;
+//#endif
             for (var ty = 0u; ty < TILE_H; ty++) {
                 let iy = i32((oy0 + ty) * SH + ky) - i32(PH);
                 let inside = iy >= 0 && iy < i32(IN_H);
-                let line = x + (ic * IN_H + u32(select(0, iy, inside))) * IN_W;
+                let line = (ic * IN_H + u32(select(0, iy, inside))) * IN_W;
                 for (var q = 0u; q < SPAN; q++) {
                     let ix = i32(ox0 * SW + q) - i32(PW);
                     if (inside && ix >= 0 && ix < i32(IN_W)) {
-                        xs[ty][q] = input[line + u32(ix)];
+                        xs[ty][q] = input[x + line + u32(ix)];
+//#if SOFT
+                        ts[ty][q] = input[xt + line + u32(ix)];
+//#endif
                     }
                 }
             }
@@ -81,6 +108,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                     for (var ty = 0u; ty < TILE_H; ty++) {
                         for (var p = 0u; p < TILE_W; p++) {
                             part[c][ty][p] += wv * xs[ty][p * SW + kx];
+//#if SOFT
+                            tpart[c][ty][p] += wv * ts[ty][p * SW + kx];
+//#endif
                         }
                     }
                 }
@@ -90,6 +120,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             for (var ty = 0u; ty < TILE_H; ty++) {
                 for (var p = 0u; p < TILE_W; p++) {
                     acc[c][ty][p] += part[c][ty][p];
+//#if SOFT
+                    tacc[c][ty][p] += tpart[c][ty][p];
+//#endif
                 }
             }
         }
@@ -114,15 +147,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             // The first maximum in row-major window order, as max-pooling in PyTorch.
             var best = 0.0;
             var best_at = NONE;
+//#if SOFT
+            var lines: array<f32, WIN>;
+            var slopes: array<f32, WIN>;
+            var best_slope = 0.0;
+//#endif
             for (var dy = 0u; dy < KPH; dy++) {
                 for (var dx = 0u; dx < KPW; dx++) {
                     var v = acc[c][dy][p * KPW + dx] + b;
+//#if SOFT
+                    lines[dy * KPW + dx] = v;
+                    slopes[dy * KPW + dx] = tacc[c][dy][p * KPW + dx];
+//#endif
 //#if RELU
                     v = max(v, 0.0);
 //#endif
                     if (best_at == NONE || v > best) {
                         best = v;
                         best_at = (oc * OUT_H + oy0 + dy) * OUT_W + px * KPW + dx;
+//#if SOFT
+                        best_slope = tacc[c][dy][p * KPW + dx];
+//#endif
                     }
                 }
             }
@@ -130,9 +175,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             // No gradient passes the ReLU where the window's maximum is not positive.
             best_at = select(NONE, best_at, best > 0.0);
 //#endif
-            let o = r * OUT_C * POOL_H * POOL_W + (oc * POOL_H + gy) * POOL_W + px;
-            output[o] = best;
-            argmax[o] = best_at;
+            let o = (oc * POOL_H + gy) * POOL_W + px;
+            output[r * STORED + o] = best;
+//#if SOFT
+            output[(chunk.rows + r) * STORED + o] = select(0.0, best_slope, best_at != NONE);
+            var valid: array<bool, WIN>;
+            for (var k = 0u; k < WIN; k++) {
+                valid[k] = true;
+            }
+//#if RELU
+            let share = window_shares(lines, slopes, valid, true);
+//#else
+            let share = window_shares(lines, slopes, valid, false);
+//#endif
+            for (var k = 0u; k < WIN; k++) {
+                argmax[(r * STORED + o) * WIN + k] = share[k];
+            }
+//#else
+            argmax[r * STORED + o] = best_at;
+//#endif
         }
 //#else
         for (var p = 0u; p < PX; p++) {
@@ -140,11 +201,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             if (ox >= OUT_W) {
                 break;
             }
+            let o = (oc * OUT_H + oy0) * OUT_W + ox;
             var v = acc[c][0][p] + b;
+//#if SOFT
+            var d = tacc[c][0][p];
+//#if RELU
+//#if MASK_OUT
+            shares[r * STORED + o] = relu_share(v, d);
+//#endif
+            d = select(0.0, d, v > 0.0);
+//#endif
+            output[(chunk.rows + r) * STORED + o] = d;
+//#endif
 //#if RELU
             v = max(v, 0.0);
 //#endif
-            output[r * OUT_C * OUT_H * OUT_W + (oc * OUT_H + oy0) * OUT_W + ox] = v;
+            output[r * STORED + o] = v;
         }
 //#endif
     }

@@ -13,7 +13,8 @@
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
 //#endif
 //#if MASK
-@group(0) @binding(4) var<storage, read> input: array<f32>;
+// The ReLU before this layer: its output (hard) or its stored open shares (SOFT).
+@group(0) @binding(4) var<storage, read> gate: array<f32>;
 //#endif
 
 const TILES: u32 = (IN_LEN + IB - 1u) / IB;
@@ -77,7 +78,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             let at = r * IN_LEN + i;
             var v = acc[c][k];
 //#if MASK
-            v = select(0.0, v, input[at] > 0.0);
+//#if SOFT
+            v = v * gate[at];
+//#else
+            v = select(0.0, v, gate[at] > 0.0);
+//#endif
 //#endif
             grad_in[at] = v;
         }

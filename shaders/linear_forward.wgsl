@@ -1,4 +1,5 @@
-// Linear forward, with the bias and optionally the ReLU that follows it (flag RELU).
+// Linear forward, with the bias and optionally the ReLU that follows it (flag RELU). With SOFT the tangent
+// rows are carried too (without the bias) and the ReLU stores each output's open share (MASK_OUT).
 // Lanes are rows, each lane RB rows (WORKGROUP_SIZE apart); a workgroup computes OB outputs. Each weight,
 // read at a uniform address, serves RB products per lane.
 // Specialization: WORKGROUP_SIZE, IN_LEN, OUT_LEN, OB, RB; `param(i)` reads the weights [OUT_LEN, IN_LEN],
@@ -7,6 +8,9 @@
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
+//#if MASK_OUT
+@group(0) @binding(4) var<storage, read_write> shares: array<f32>;
+//#endif
 
 const TILES: u32 = (OUT_LEN + OB - 1u) / OB;
 const BIAS: u32 = OUT_LEN * IN_LEN;
@@ -28,23 +32,41 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         x[k] = select(first, r, r < chunk.rows) * IN_LEN;
     }
     var acc: array<array<f32, RB>, OB>;
+//#if SOFT
+    var tacc: array<array<f32, RB>, OB>;
+//#endif
     for (var i0 = 0u; i0 < IN_LEN; i0 += BLOCK) {
         var part: array<array<f32, RB>, OB>;
+//#if SOFT
+        var tpart: array<array<f32, RB>, OB>;
+//#endif
         for (var i = i0; i < min(i0 + BLOCK, IN_LEN); i++) {
             var xs: array<f32, RB>;
+//#if SOFT
+            var ts: array<f32, RB>;
+//#endif
             for (var k = 0u; k < RB; k++) {
                 xs[k] = input[x[k] + i];
+//#if SOFT
+                ts[k] = input[chunk.rows * IN_LEN + x[k] + i];
+//#endif
             }
             for (var o = 0u; o < OB; o++) {
                 let w = param(min(o0 + o, OUT_LEN - 1u) * IN_LEN + i);
                 for (var k = 0u; k < RB; k++) {
                     part[o][k] += w * xs[k];
+//#if SOFT
+                    tpart[o][k] += w * ts[k];
+//#endif
                 }
             }
         }
         for (var o = 0u; o < OB; o++) {
             for (var k = 0u; k < RB; k++) {
                 acc[o][k] += part[o][k];
+//#if SOFT
+                tacc[o][k] += tpart[o][k];
+//#endif
             }
         }
     }
@@ -59,6 +81,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
             // The bias goes last, as in conv2d_forward.wgsl.
             var v = acc[o][k] + param(BIAS + o0 + o);
+//#if SOFT
+            var d = tacc[o][k];
+//#if RELU
+//#if MASK_OUT
+            shares[r * OUT_LEN + o0 + o] = relu_share(v, d);
+//#endif
+            d = select(0.0, d, v > 0.0);
+//#endif
+            output[(chunk.rows + r) * OUT_LEN + o0 + o] = d;
+//#endif
 //#if RELU
             v = max(v, 0.0);
 //#endif

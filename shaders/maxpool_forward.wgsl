@@ -1,14 +1,21 @@
 // MaxPool2d forward: the maximum of each window (padding counts as -inf) and where it was, for the
 // backward pass. Ties go to the first maximum in row-major window order, as in PyTorch. With RELU_INPUT
-// (the input is a ReLU's output) a window whose maximum is not positive records no position: the ReLU
-// passes no gradient there, so the backward pass needs no separate mask.
+// the pool applies the ReLU before it (its input is the ReLU's input): the values are max(v, 0), and a
+// window whose maximum is not positive records no position, since the ReLU passes no gradient there.
+// With SOFT the pool also carries the tangent rows (the tangent of the maximum) and records, instead of a
+// position, each element's share of the cell as the maximum (`window_shares`).
 // Lanes are rows; a workgroup covers PX outputs of one output row of one channel.
-// Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, PX.
+// Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, PX, WIN.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
+//#if SOFT
+// WIN shares per output, in row-major window order.
+@group(0) @binding(4) var<storage, read_write> argmax: array<f32>;
+//#else
 @group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
+//#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
 const OUT_LEN: u32 = OUT_C * OUT_H * OUT_W;
@@ -36,6 +43,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         }
         var best = 0.0;
         var best_at = NONE;
+//#if SOFT
+        // The window's lines, in window order; padded positions take no part.
+        var lines: array<f32, WIN>;
+        var slopes: array<f32, WIN>;
+        var valid: array<bool, WIN>;
+        var best_slope = 0.0;
+//#endif
         for (var ky = 0u; ky < KH; ky++) {
             let iy = i32(oy * SH + ky) - i32(PH);
             if (iy < 0 || iy >= i32(IN_H)) {
@@ -47,10 +61,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                     continue;
                 }
                 let at = (c * IN_H + u32(iy)) * IN_W + u32(ix);
-                let v = input[x + at];
+                var v = input[x + at];
+//#if SOFT
+                let d = input[(chunk.rows + r) * IN_LEN + at];
+                lines[ky * KW + kx] = v;
+                slopes[ky * KW + kx] = d;
+                valid[ky * KW + kx] = true;
+//#endif
+//#if RELU_INPUT
+                v = max(v, 0.0);
+//#endif
                 if (best_at == NONE || v > best) {
                     best = v;
                     best_at = at;
+//#if SOFT
+                    best_slope = d;
+//#endif
                 }
             }
         }
@@ -59,6 +85,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#endif
         let o = r * OUT_LEN + (c * OUT_H + oy) * OUT_W + ox;
         output[o] = best;
+//#if SOFT
+        output[(chunk.rows + r) * OUT_LEN + (c * OUT_H + oy) * OUT_W + ox] = select(0.0, best_slope, best_at != NONE);
+//#if RELU_INPUT
+        let share = window_shares(lines, slopes, valid, true);
+//#else
+        let share = window_shares(lines, slopes, valid, false);
+//#endif
+        for (var k = 0u; k < WIN; k++) {
+            argmax[o * WIN + k] = share[k];
+        }
+//#else
         argmax[o] = best_at;
+//#endif
     }
 }

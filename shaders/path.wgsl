@@ -1,4 +1,5 @@
-// Path points: row r holds b + alpha (x - b) of its image; alpha = 1 gives x exactly.
+// Path points: row r holds b + alpha (x - b) of its image; alpha = 1 gives x exactly. With SOFT, row
+// rows + r holds the path's direction scaled to the row's cell, (x - b) * cell / 2 (see common.wgsl).
 // Specialization: WORKGROUP_SIZE, LEN (values per image).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
@@ -19,4 +20,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let x = images[at];
     let b = images[chunk.images * LEN + at];
     points[i] = select(b + row.alpha * (x - b), x, row.alpha == 1.0);
+//#if SOFT
+    points[chunk.rows * LEN + i] = (x - b) * (0.5 * row.cell);
+//#endif
 }

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::schedule::{PathPlan, Point};
+use std::ops::Range;
 use serde::Serialize;
 
 /// Images to explain, each flattened to `dim = C * H * W` values.
@@ -140,6 +141,17 @@ impl Evaluation {
 }
 
 impl Evaluation {
+    /// Copies the diagnostics of `part` (images indexed from 0) to images `start..`.
+    pub fn merge(&mut self, start: usize, part: &Evaluation) {
+        for (i, k) in (start..start + part.gradient_f.len()).enumerate() {
+            self.gradient_f[k] = part.gradient_f[i].clone();
+            self.gradient_norm[k] = part.gradient_norm[i].clone();
+            self.gradient_slope[k] = part.gradient_slope[i].clone();
+            self.gradient_probe[k] = part.gradient_probe[i].clone();
+            self.forward_f[k] = part.forward_f[i].clone();
+        }
+    }
+
     /// Stores the diagnostics of one point of image `image`'s plan.
     pub fn record(
         &mut self,
@@ -171,12 +183,43 @@ pub fn probe_weight(d: usize) -> f64 {
     f64::from(h as f32) * (2.0 / 4294967296.0) - 1.0
 }
 
+/// How a multi-round evaluation accumulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoundOptions {
+    /// Accumulators per image.
+    pub slots: usize,
+    /// Multiply each gradient's weight by its dF/dalpha (Integrated Decision Gradients).
+    pub idg: bool,
+    /// Points may stand for cells (`PathPlan::cells`); the GPU then runs its soft kernels.
+    pub soft: bool,
+}
+
+/// Decides the rounds of a multi-round evaluation (adaptive placement): the backend asks it for the
+/// next round of each group of images it holds, hands it that round's results, and finally asks for the
+/// weight of every accumulator.
+pub trait RoundDriver {
+    /// The next round's plans for the images `images` of the batch (one plan each, gradient points
+    /// naming their accumulator in `PathPlan::slots`), given the last round's results for the same images
+    /// (indexed from 0; None before the first round); None when the images are done.
+    fn next(&mut self, images: Range<usize>, last: Option<&Evaluation>) -> Result<Option<Vec<PathPlan>>>;
+
+    /// The weight of each accumulator of each image in `images`, once they are done.
+    fn weights(&mut self, images: Range<usize>) -> Vec<Vec<f64>>;
+
+    /// The most points (gradient and forward) one image gets in one round.
+    fn max_points(&self) -> usize;
+}
+
 /// Something that evaluates a model along straight-line paths: the GPU engine or the CPU reference.
 pub trait Backend {
     fn model(&self) -> &Model;
 
     /// Evaluates every image's plan: gradient points forward and backward, forward points forward only.
     fn evaluate(&mut self, batch: &Batch, plans: &[PathPlan]) -> Result<Evaluation>;
+
+    /// Multi-round evaluation as `driver` decides: returns the attributions, (x - b) times the weighted
+    /// sum of each image's accumulators, and what ran.
+    fn rounds(&mut self, batch: &Batch, options: RoundOptions, driver: &mut dyn RoundDriver) -> Result<Evaluation>;
 
     /// The logits of each image (`inputs` holds whole images, `model.input_len()` values each).
     fn logits(&mut self, inputs: &[f32]) -> Result<Vec<Vec<f64>>>;
@@ -206,6 +249,12 @@ pub fn check_plans(batch: &Batch, plans: &[PathPlan]) -> Result<()> {
         {
             return Err(Error::Input(format!(
                 "image {i}: quadrature weights are missing or not finite"
+            )));
+        }
+        let n = p.gradient.len();
+        if (!p.cells.is_empty() && p.cells.len() != n) || (!p.slots.is_empty() && p.slots.len() != n) {
+            return Err(Error::Input(format!(
+                "image {i}: cells or slots do not match the gradient points"
             )));
         }
     }

@@ -3,9 +3,9 @@
 //! It is the oracle of the tests and `--backend cpu` of the CLI; images run in parallel (rayon), each
 //! image's points in order, so results do not depend on the thread count.
 
-use crate::backend::{Backend, Batch, Evaluation, RunStats, check_plans, probe_weight};
-use crate::error::Result;
-use crate::model::Model;
+use crate::backend::{Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_plans, probe_weight};
+use crate::error::{Error, Result};
+use crate::model::{Layer, Model};
 use crate::ops::{self, Params64};
 use crate::schedule::PathPlan;
 use rayon::prelude::*;
@@ -124,20 +124,193 @@ impl CpuBackend {
     }
 }
 
+/// The forward pass with tangents, and the choices the soft backward pass uses.
+struct Trace {
+    /// `[input, output of layer 0, ..., logits]`.
+    acts: Vec<Vec<f64>>,
+    /// Derivative of each activation along the path (per unit alpha).
+    tangents: Vec<Vec<f64>>,
+    /// Per ReLU not absorbed by a max-pool: each element's open share of the cell.
+    relu_shares: Vec<Option<Vec<f64>>>,
+    /// Per max-pool: for each output, (input index, share) of every element of its window.
+    pool_shares: Vec<Option<Vec<Vec<(usize, f64)>>>>,
+}
+
+impl CpuBackend {
+    /// Whether ReLU i feeds a max-pool, which then takes the ReLU's place in the soft choices (the
+    /// window's lines are the ReLU's inputs, with the zero line).
+    fn absorbed(&self, i: usize) -> bool {
+        let l = self.model.layers();
+        l[i] == Layer::Relu && matches!(l.get(i + 1), Some(Layer::MaxPool2d(_)))
+    }
+
+    /// The forward pass at `x` with tangents along `dx` and the choices over the cell of half-width
+    /// `half` (in alpha) around x.
+    fn trace(&self, x: &[f64], dx: &[f64], half: f64) -> Trace {
+        let shapes = self.model.shapes();
+        let layers = self.model.layers();
+        let n = layers.len();
+        let mut t = Trace {
+            acts: vec![x.to_vec()],
+            tangents: vec![dx.to_vec()],
+            relu_shares: vec![None; n],
+            pool_shares: vec![None; n],
+        };
+        for (i, layer) in layers.iter().enumerate() {
+            let (a, d) = (&t.acts[i], &t.tangents[i]);
+            let out = ops::forward(layer, shapes[i], shapes[i + 1], self.params[i].as_ref(), a);
+            let tangent = match layer {
+                Layer::Relu => {
+                    if !self.absorbed(i) {
+                        let s = a
+                            .iter()
+                            .zip(d)
+                            .map(|(&z, &dz)| ops::soft::shares(&[z], &[dz], half, true)[0]);
+                        t.relu_shares[i] = Some(s.collect());
+                    }
+                    a.iter().zip(d).map(|(&z, &dz)| if z > 0.0 { dz } else { 0.0 }).collect()
+                }
+                Layer::MaxPool2d(p) => {
+                    // Lines of the window: the ReLU's inputs when it feeds this pool, else this input.
+                    let relu = i > 0 && self.absorbed(i - 1);
+                    let (lv, ld) = if relu { (&t.acts[i - 1], &t.tangents[i - 1]) } else { (a, d) };
+                    let mut windows: Vec<Vec<usize>> = vec![Vec::new(); shapes[i + 1].len()];
+                    ops::pool::windows(p, shapes[i].chw(), shapes[i + 1].chw(), |o, j| windows[o].push(j));
+                    let shares = windows
+                        .iter()
+                        .map(|w| {
+                            let v: Vec<f64> = w.iter().map(|&j| lv[j]).collect();
+                            let vd: Vec<f64> = w.iter().map(|&j| ld[j]).collect();
+                            w.iter().copied().zip(ops::soft::shares(&v, &vd, half, relu)).collect()
+                        })
+                        .collect();
+                    t.pool_shares[i] = Some(shares);
+                    let arg = ops::pool::argmax(p, shapes[i].chw(), shapes[i + 1].chw(), a);
+                    arg.into_iter().map(|j| d[j]).collect()
+                }
+                // Linear layers carry tangents without their bias.
+                _ => {
+                    let p = self.params[i].as_ref().map(Params64::without_bias);
+                    ops::forward(layer, shapes[i], shapes[i + 1], p.as_ref(), d)
+                }
+            };
+            t.acts.push(out);
+            t.tangents.push(tangent);
+        }
+        t
+    }
+
+    /// The logit `target` at `x` and its gradient over the cell of path points `x + t dx`, with
+    /// `|t| <= cell / 2`: the gradient with every ReLU mask and max-pool choice replaced by its share of
+    /// the cell. A cell of 0 gives the ordinary gradient at `x`.
+    pub fn cell_gradient(&self, x: &[f64], dx: &[f64], cell: f64, target: usize) -> (f64, Vec<f64>) {
+        let t = self.trace(x, dx, cell / 2.0);
+        let shapes = self.model.shapes();
+        let layers = self.model.layers();
+        let mut grad = vec![0.0; self.model.classes()];
+        grad[target] = 1.0;
+        for i in (0..layers.len()).rev() {
+            grad = match &layers[i] {
+                Layer::Relu => match &t.relu_shares[i] {
+                    Some(s) => grad.iter().zip(s).map(|(g, s)| g * s).collect(),
+                    None => grad,
+                },
+                Layer::MaxPool2d(_) => {
+                    let mut gin = vec![0.0; shapes[i].len()];
+                    for (o, w) in t.pool_shares[i].as_ref().unwrap().iter().enumerate() {
+                        for &(j, s) in w {
+                            gin[j] += s * grad[o];
+                        }
+                    }
+                    gin
+                }
+                layer => ops::backward(layer, shapes[i], shapes[i + 1], self.params[i].as_ref(), &t.acts[i], &grad),
+            };
+        }
+        (t.acts[layers.len()][target], grad)
+    }
+
+    /// One image's points: diagnostics, and each gradient point's weighted gradient added to its
+    /// accumulator (times dF/dalpha with `idg`).
+    fn run_image(&self, x: &[f64], b: &[f64], target: usize, plan: &PathPlan, idg: bool, acc: &mut [Vec<f64>]) -> ImageResult {
+        let dx: Vec<f64> = x.iter().zip(b).map(|(x, b)| x - b).collect();
+        let mut r = ImageResult::default();
+        for k in 0..plan.gradient.len() {
+            let (alpha, weight) = (plan.gradient.alphas[k], plan.gradient.weights[k]);
+            let (f, g) = self.cell_gradient(&path_point(x, b, alpha), &dx, plan.cell(k), target);
+            let slope: f64 = g.iter().zip(&dx).map(|(g, d)| g * d).sum();
+            let w = if idg { weight * slope } else { weight };
+            let slot = if acc.len() > 1 { plan.slot(k) } else { 0 };
+            for (t, g) in acc[slot].iter_mut().zip(&g) {
+                *t += w * g;
+            }
+            r.gradient_f.push(f);
+            r.gradient_norm.push(g.iter().map(|v| v * v).sum::<f64>().sqrt());
+            r.gradient_slope.push(slope);
+            r.gradient_probe.push(g.iter().enumerate().map(|(d, g)| g * probe_weight(d)).sum());
+        }
+        r.forward_f = plan
+            .forward
+            .iter()
+            .map(|&alpha| self.forward(&path_point(x, b, alpha)).pop().unwrap()[target])
+            .collect();
+        r
+    }
+
+    /// Runs the plans of images `images` in parallel into their accumulators; returns the diagnostics.
+    fn run(&self, batch: &Batch, images: std::ops::Range<usize>, plans: &[PathPlan], idg: bool, acc: &mut [Vec<Vec<f64>>]) -> Evaluation {
+        let dim = batch.dim;
+        let results: Vec<ImageResult> = acc
+            .par_iter_mut()
+            .enumerate()
+            .map(|(i, acc)| {
+                let k = images.start + i;
+                let x: Vec<f64> = batch.inputs[k * dim..(k + 1) * dim].iter().map(|&v| v as f64).collect();
+                let b: Vec<f64> = batch.baselines[k * dim..(k + 1) * dim].iter().map(|&v| v as f64).collect();
+                self.run_image(&x, &b, batch.targets[k], &plans[i], idg, acc)
+            })
+            .collect();
+        let mut out = Evaluation::zeros(plans, dim);
+        for (i, r) in results.into_iter().enumerate() {
+            out.gradient_f[i] = r.gradient_f;
+            out.gradient_norm[i] = r.gradient_norm;
+            out.gradient_slope[i] = r.gradient_slope;
+            out.gradient_probe[i] = r.gradient_probe;
+            out.forward_f[i] = r.forward_f;
+        }
+        out.stats = RunStats {
+            backend: "cpu".into(),
+            device: self.device(),
+            gradient_rows: plans.iter().map(|p| p.gradient.len()).sum(),
+            forward_rows: plans.iter().map(|p| p.forward.len()).sum(),
+            ..RunStats::default()
+        };
+        out
+    }
+
+    /// (x - b) times the weighted sum of image k's accumulators.
+    fn attribution(batch: &Batch, k: usize, acc: &[Vec<f64>], weights: &[f64]) -> Vec<f64> {
+        let dim = batch.dim;
+        (0..dim)
+            .map(|d| {
+                let sum: f64 = acc.iter().zip(weights).map(|(a, w)| w * a[d]).sum();
+                (f64::from(batch.inputs[k * dim + d]) - f64::from(batch.baselines[k * dim + d])) * sum
+            })
+            .collect()
+    }
+}
+
 /// b + alpha (x - b), with alpha = 1 giving x exactly (as the GPU's path kernel does).
 pub fn path_point(x: &[f64], b: &[f64], alpha: f64) -> Vec<f64> {
     if alpha == 1.0 {
         return x.to_vec();
     }
-    x.iter()
-        .zip(b)
-        .map(|(&x, &b)| b + alpha * (x - b))
-        .collect()
+    x.iter().zip(b).map(|(&x, &b)| b + alpha * (x - b)).collect()
 }
 
 /// One image's share of an [`Evaluation`].
+#[derive(Default)]
 struct ImageResult {
-    attribution: Vec<f64>,
     gradient_f: Vec<f64>,
     gradient_norm: Vec<f64>,
     gradient_slope: Vec<f64>,
@@ -152,77 +325,52 @@ impl Backend for CpuBackend {
 
     fn evaluate(&mut self, batch: &Batch, plans: &[PathPlan]) -> Result<Evaluation> {
         check_plans(batch, plans)?;
-        let dim = batch.dim;
-        let per_image: Vec<ImageResult> = (0..batch.len())
-            .into_par_iter()
-            .map(|i| {
-                let x: Vec<f64> = batch.inputs[i * dim..(i + 1) * dim]
-                    .iter()
-                    .map(|&v| v as f64)
-                    .collect();
-                let b: Vec<f64> = batch.baselines[i * dim..(i + 1) * dim]
-                    .iter()
-                    .map(|&v| v as f64)
-                    .collect();
-                let target = batch.targets[i];
-                let plan = &plans[i];
-                let mut total = vec![0.0; dim];
-                let mut gradient_f = Vec::new();
-                let mut gradient_norm = Vec::new();
-                let mut gradient_slope = Vec::new();
-                let mut gradient_probe = Vec::new();
-                for (&alpha, &weight) in plan.gradient.alphas.iter().zip(&plan.gradient.weights) {
-                    let (f, g) = self.gradient(&path_point(&x, &b, alpha), target);
-                    for (t, g) in total.iter_mut().zip(&g) {
-                        *t += weight * g;
-                    }
-                    gradient_f.push(f);
-                    gradient_norm.push(g.iter().map(|v| v * v).sum::<f64>().sqrt());
-                    gradient_slope.push(
-                        g.iter()
-                            .zip(x.iter().zip(&b))
-                            .map(|(g, (x, b))| g * (x - b))
-                            .sum(),
-                    );
-                    gradient_probe
-                        .push(g.iter().enumerate().map(|(d, g)| g * probe_weight(d)).sum());
-                }
-                let forward_f = plan
-                    .forward
-                    .iter()
-                    .map(|&alpha| self.forward(&path_point(&x, &b, alpha)).pop().unwrap()[target])
-                    .collect();
-                let attribution = total
-                    .iter()
-                    .zip(x.iter().zip(&b))
-                    .map(|(t, (x, b))| (x - b) * t)
-                    .collect();
-                ImageResult {
-                    attribution,
-                    gradient_f,
-                    gradient_norm,
-                    gradient_slope,
-                    gradient_probe,
-                    forward_f,
-                }
-            })
-            .collect();
-        let mut out = Evaluation::zeros(plans, dim);
-        for (i, r) in per_image.into_iter().enumerate() {
-            out.attributions[i * dim..(i + 1) * dim].copy_from_slice(&r.attribution);
-            out.gradient_f[i] = r.gradient_f;
-            out.gradient_norm[i] = r.gradient_norm;
-            out.gradient_slope[i] = r.gradient_slope;
-            out.gradient_probe[i] = r.gradient_probe;
-            out.forward_f[i] = r.forward_f;
+        let mut acc = vec![vec![vec![0.0; batch.dim]]; batch.len()];
+        let mut out = self.run(batch, 0..batch.len(), plans, false, &mut acc);
+        for (k, a) in acc.iter().enumerate() {
+            let v = CpuBackend::attribution(batch, k, a, &[1.0]);
+            out.attributions[k * batch.dim..(k + 1) * batch.dim].copy_from_slice(&v);
         }
+        Ok(out)
+    }
+
+    fn rounds(&mut self, batch: &Batch, options: RoundOptions, driver: &mut dyn RoundDriver) -> Result<Evaluation> {
+        let dim = batch.dim;
+        let (slots, idg) = (options.slots.max(1), options.idg);
+        let mut out = Evaluation::zeros(&vec![PathPlan::forward(Vec::new()); batch.len()], dim);
         out.stats = RunStats {
             backend: "cpu".into(),
             device: self.device(),
-            gradient_rows: plans.iter().map(|p| p.gradient.len()).sum(),
-            forward_rows: plans.iter().map(|p| p.forward.len()).sum(),
             ..RunStats::default()
         };
+        // Groups bound the accumulators' memory, as on the GPU.
+        let per_group = ((64 << 20) / (8 * dim * slots).max(1)).max(1);
+        for start in (0..batch.len()).step_by(per_group) {
+            let group = start..(start + per_group).min(batch.len());
+            let mut acc = vec![vec![vec![0.0; dim]; slots]; group.len()];
+            let mut last: Option<Evaluation> = None;
+            out.stats.groups += 1;
+            while let Some(plans) = driver.next(group.clone(), last.as_ref())? {
+                if plans.len() != group.len() {
+                    return Err(Error::Input(format!("{} plans for {} images", plans.len(), group.len())));
+                }
+                if let Some(p) = plans.iter().find(|p| p.slots.iter().any(|&s| s >= slots)) {
+                    return Err(Error::Input(format!(
+                        "a point names accumulator {:?} of {slots}",
+                        p.slots.iter().max()
+                    )));
+                }
+                let eval = self.run(batch, group.clone(), &plans, idg, &mut acc);
+                out.stats.gradient_rows += eval.stats.gradient_rows;
+                out.stats.forward_rows += eval.stats.forward_rows;
+                last = Some(eval);
+            }
+            let weights = driver.weights(group.clone());
+            for (i, k) in group.clone().enumerate() {
+                let v = CpuBackend::attribution(batch, k, &acc[i], &weights[i]);
+                out.attributions[k * dim..(k + 1) * dim].copy_from_slice(&v);
+            }
+        }
         Ok(out)
     }
 

@@ -52,10 +52,7 @@ pub fn integrated_gradients(
             "zero steps: IG needs at least one gradient evaluation".into(),
         ));
     }
-    let plan = PathPlan {
-        gradient: quadrature.clone(),
-        forward: vec![0.0, 1.0],
-    };
+    let plan = PathPlan::new(quadrature.clone(), vec![0.0, 1.0]);
     let plans = vec![plan; batch.len()];
     let eval = backend.evaluate(batch, &plans)?;
     let dim = batch.dim;

@@ -15,8 +15,46 @@ use std::ops::Range;
 pub struct PathPlan {
     /// Gradient evaluations: alphas and quadrature weights.
     pub gradient: Quadrature,
+    /// Per gradient point, the width of the cell around it that the point stands for (soft kernels
+    /// average ReLU masks and max-pool choices over it). Empty: points.
+    pub cells: Vec<f64>,
+    /// Per gradient point, the image's accumulator its weighted gradient goes to. Empty: all to 0.
+    pub slots: Vec<usize>,
     /// Forward-only evaluations.
     pub forward: Vec<f64>,
+}
+
+impl PathPlan {
+    /// A quadrature's points, each a point (no cell) summed into accumulator 0.
+    pub fn new(gradient: Quadrature, forward: Vec<f64>) -> PathPlan {
+        PathPlan {
+            gradient,
+            cells: Vec::new(),
+            slots: Vec::new(),
+            forward,
+        }
+    }
+
+    /// Forward-only points.
+    pub fn forward(forward: Vec<f64>) -> PathPlan {
+        PathPlan::new(
+            Quadrature {
+                alphas: Vec::new(),
+                weights: Vec::new(),
+            },
+            forward,
+        )
+    }
+
+    /// Cell width of gradient point k (0 for a point).
+    pub fn cell(&self, k: usize) -> f64 {
+        self.cells.get(k).copied().unwrap_or(0.0)
+    }
+
+    /// Accumulator of gradient point k.
+    pub fn slot(&self, k: usize) -> usize {
+        self.slots.get(k).copied().unwrap_or(0)
+    }
 }
 
 /// How much one chunk and one group may hold.
@@ -179,13 +217,7 @@ mod tests {
 
     fn plans(images: usize, steps: usize) -> Vec<PathPlan> {
         let q = Rule::GaussLegendre.nodes(steps).unwrap();
-        vec![
-            PathPlan {
-                gradient: q,
-                forward: vec![0.0, 1.0],
-            };
-            images
-        ]
+        vec![PathPlan::new(q, vec![0.0, 1.0]); images]
     }
 
     #[test]

@@ -370,3 +370,45 @@ fn gpu_tiling_gives_the_same_attributions() {
         assert!(err < 1e-5, "relative L2 {err}");
     }
 }
+
+/// Midpoint cells: n equal cells of [0, 1], each evaluated at its middle as a whole (soft kernels).
+fn cells(n: usize) -> gig::schedule::PathPlan {
+    let q = Rule::RiemannMiddle.nodes(n).unwrap();
+    gig::schedule::PathPlan {
+        cells: q.weights.clone(),
+        slots: Vec::new(),
+        gradient: q,
+        forward: vec![0.0, 1.0],
+    }
+}
+
+#[test]
+fn soft_kernels_match_the_cpu_twin() {
+    // Every soft path: conv+ReLU+max-pool fused, conv+ReLU with the mask stored for the next conv,
+    // a ReLU before an overlapping max-pool (the pool applies it), avg-pool after a ReLU, linear+ReLU,
+    // a ReLU that cannot be fused.
+    for (arch, shape) in [
+        (
+            "conv(1,4,3,p1) relu maxpool2 conv(4,5,3,p1) relu conv(5,4,3) relu maxpool(3,s2,p1) flatten linear(16,8) relu linear(8,4)",
+            [1, 12, 12],
+        ),
+        ("relu conv(2,3,3,s2,p1) relu avgpool2 relu flatten linear(12,5)", [2, 9, 8]),
+    ] {
+        let model = Model::random_from_arch(arch, shape, 12).unwrap();
+        let b = batch(&model, 3, 110);
+        let plans = vec![cells(10); 3];
+        let g = engine(&model).evaluate(&b, &plans).unwrap();
+        let c = CpuBackend::new(&model).evaluate(&b, &plans).unwrap();
+        let err = rel_l2(&g.attributions, &c.attributions);
+        assert!(err < 1e-5, "{arch}: soft GPU vs CPU {err}");
+        // Cells of width zero are points: the soft kernels then give the ordinary gradient.
+        let mut points = cells(10);
+        points.cells = vec![0.0; 10];
+        let options = gig::backend::RoundOptions { slots: 1, idg: false, soft: true };
+        let mut one = OneRound { plans: vec![points; 3], done: false };
+        let soft_points = engine(&model).rounds(&b, options, &mut one).unwrap();
+        let hard = engine(&model).evaluate(&b, &one.plans).unwrap();
+        let err = rel_l2(&soft_points.attributions, &hard.attributions);
+        assert!(err < 1e-6, "{arch}: soft kernels on points vs hard {err}");
+    }
+}

@@ -41,7 +41,8 @@ fn every_kernel_variant_validates_with_naga() {
                 // A small uniform limit exercises the storage form of the weights as well.
                 for max_uniform in [65536, 1024] {
                     for purpose in [
-                        Purpose::Attribution,
+                        Purpose::Attribution { soft: false },
+                        Purpose::Attribution { soft: true },
                         Purpose::Training { adam: false },
                         Purpose::Training { adam: true },
                     ] {

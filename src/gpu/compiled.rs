@@ -178,6 +178,7 @@ impl Compiled {
             && have.rows >= need.rows
             && have.images >= need.images
             && have.group_rows >= need.group_rows
+            && have.slots >= need.slots
         {
             return Ok(());
         }
@@ -185,6 +186,7 @@ impl Compiled {
             rows: have.rows.max(need.rows),
             images: have.images.max(need.images),
             group_rows: have.group_rows.max(need.group_rows),
+            slots: have.slots.max(need.slots),
         };
         let device = &self.gpu.device;
         self.bind_groups.clear();

@@ -6,10 +6,11 @@ use super::compiled::{Compiled, KernelTime, Readback};
 use super::context::Gpu;
 use super::layout::{ChunkUniform, RowEntry, SpanEntry};
 use super::program::{Count, Extent, Program, Purpose, Sizes, Slot, Tiling};
-use crate::backend::{Backend, Batch, Evaluation, check_finite, check_plans};
+use crate::backend::{Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_finite, check_plans};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::schedule::{Capacity, Chunk, PathPlan, Point, Schedule};
+use std::ops::Range;
 
 /// How much of the device the engine may use, and how it lowers the model.
 #[derive(Clone, Debug)]
@@ -42,11 +43,32 @@ impl Default for EngineOptions {
     }
 }
 
+/// One round of evaluation for a group of images.
+struct Round<'a> {
+    batch: &'a Batch,
+    /// The group's images within the batch.
+    group: Range<usize>,
+    /// One plan per image of the group.
+    plans: &'a [PathPlan],
+    slots: usize,
+    idg: bool,
+    /// First round of the group: write its images and clear its accumulators.
+    fresh: bool,
+    /// The weight of each accumulator, when the round ends with the attributions.
+    finish: Option<&'a [Vec<f64>]>,
+}
+
 /// The GPU implementation of [`Backend`].
 pub struct Engine {
-    compiled: Compiled,
+    /// The attribution program with point gradients, and (built on first use) the soft one whose rows
+    /// stand for cells of the path.
+    programs: [Option<Compiled>; 2],
+    /// Which of `programs` runs now.
+    active: usize,
+    gpu: Gpu,
     model: Model,
     options: EngineOptions,
+    tiling: Tiling,
     readback: Option<Readback>,
 }
 
@@ -72,30 +94,47 @@ impl Engine {
                 limits.max_storage_buffers_per_shader_stage
             )));
         }
-        let tiling = options
-            .tiling
-            .unwrap_or_else(|| Tiling::for_adapter(&gpu.info));
-        let program = Program::new(
-            model,
-            &tiling,
-            Purpose::Attribution,
-            options.fuse,
-            limits.max_uniform_buffer_binding_size,
-        );
-        Ok(Engine {
-            compiled: Compiled::new(gpu, model, program)?,
+        let tiling = options.tiling.unwrap_or_else(|| Tiling::for_adapter(&gpu.info));
+        let mut engine = Engine {
+            programs: [None, None],
+            active: 0,
+            gpu: gpu.clone(),
             model: model.clone(),
             options,
+            tiling,
             readback: None,
-        })
+        };
+        engine.activate(false)?;
+        Ok(engine)
+    }
+
+    /// Makes the point (`soft` false) or the soft program the one that runs, compiling it on first use.
+    fn activate(&mut self, soft: bool) -> Result<()> {
+        let k = usize::from(soft);
+        if self.programs[k].is_none() {
+            let max_uniform = self.gpu.limits().max_uniform_buffer_binding_size;
+            let purpose = Purpose::Attribution { soft };
+            let program = Program::new(&self.model, &self.tiling, purpose, self.options.fuse, max_uniform);
+            self.programs[k] = Some(Compiled::new(&self.gpu, &self.model, program)?);
+        }
+        self.active = k;
+        Ok(())
+    }
+
+    fn compiled(&self) -> &Compiled {
+        self.programs[self.active].as_ref().unwrap()
+    }
+
+    fn compiled_mut(&mut self) -> &mut Compiled {
+        self.programs[self.active].as_mut().unwrap()
     }
 
     pub fn gpu(&self) -> &Gpu {
-        &self.compiled.gpu
+        &self.gpu
     }
 
     fn program(&self) -> &Program {
-        &self.compiled.program
+        &self.compiled().program
     }
 
     /// Dispatches per chunk with gradient rows (the finish dispatch of a group's last chunk not counted).
@@ -132,38 +171,32 @@ impl Engine {
     /// Times every dispatch of the following runs (each gets a compute pass of its own with
     /// timestamps); needs a device with `TIMESTAMP_QUERY`.
     pub fn start_profiling(&mut self) -> Result<()> {
-        self.compiled.start_profiling()
+        self.compiled_mut().start_profiling()
     }
 
     /// GPU time per dispatch since [`Engine::start_profiling`], which this stops.
     pub fn take_profile(&mut self) -> Option<Vec<KernelTime>> {
-        self.compiled.take_profile()
+        self.compiled_mut().take_profile()
     }
 
-    /// The largest chunk and group the device limits and the memory budget allow.
-    pub fn capacity(&self) -> Result<Capacity> {
-        let gpu = &self.compiled.gpu;
+    /// The largest chunk and group the device limits and the memory budget allow, with `slots`
+    /// accumulators per image and at most `points` rows per image in a group.
+    pub fn capacity(&self, slots: usize, points: usize) -> Result<Capacity> {
+        let gpu = &self.gpu;
         let p = self.program();
         let binding = gpu.binding_limit();
         let max_groups = u64::from(gpu.limits().max_compute_workgroups_per_dimension);
         let max_workgroups = max_groups * max_groups;
         let dim = p.dim as u64;
-        if 4 * dim > binding {
+        let (slots, points) = (slots.max(1) as u64, points.max(1) as u64);
+        if 4 * dim * slots > binding {
             return Err(Error::Gpu(format!(
-                "one input image takes {} bytes but the device binds at most {binding} bytes at once",
-                4 * dim
+                "{slots} accumulators of an image take {} bytes but the device binds at most {binding} bytes",
+                4 * dim * slots
             )));
         }
-        let one_row = Sizes {
-            rows: 1,
-            images: 0,
-            group_rows: 0,
-        };
-        let per_row: Vec<u64> = p
-            .slots()
-            .into_iter()
-            .map(|s| p.slot_bytes(s, one_row))
-            .collect();
+        let one_row = Sizes { rows: 1, ..Sizes::default() };
+        let per_row: Vec<u64> = p.slots().into_iter().map(|s| p.slot_bytes(s, one_row)).collect();
         let widest_row = per_row.iter().copied().max().unwrap_or(1).max(1);
         let row_bytes: u64 = per_row.iter().sum::<u64>().max(1);
         // Rows per dispatch are bounded by the widest grid: the most workgroups per row of any dispatch.
@@ -177,10 +210,12 @@ impl Engine {
             })
             .max()
             .unwrap_or(1);
-        // inputs, baselines, total, readback: dim values each.
-        let image_bytes = 4 * 4 * dim;
+        // Per image: inputs and baselines, accumulators, attributions, readback; and its row tables.
+        let row_table = size_of::<RowEntry>() as u64 * points;
+        let image_bytes = 4 * dim * (2 + slots + 2) + 2 * row_table;
         let images = [
-            binding / (4 * dim),
+            binding / (4 * dim * slots),
+            binding / row_table,
             max_workgroups * 64 / dim,
             self.options.max_memory / 4 / image_bytes,
             self.options.max_images_per_group.unwrap_or(usize::MAX) as u64,
@@ -215,11 +250,11 @@ impl Engine {
 
     /// Makes sure the buffers hold `sizes`, and the readback buffer whatever a run copies out.
     fn ensure(&mut self, sizes: Sizes) -> Result<()> {
-        self.compiled.ensure(sizes)?;
-        let s = self.compiled.sizes();
+        self.compiled_mut().ensure(sizes)?;
+        let s = self.compiled().sizes();
         let p = self.program();
         let bytes = [
-            4 * (s.images * p.dim) as u64 + 8 * s.group_rows as u64,
+            4 * (s.images * p.dim) as u64 + (size_of::<RowEntry>() * s.group_rows) as u64,
             4 * (s.rows * p.gradient_len) as u64,
             4 * (s.rows * p.activation_lens.iter().copied().max().unwrap_or(0)) as u64,
         ]
@@ -227,33 +262,31 @@ impl Engine {
         .max()
         .unwrap();
         if self.readback.as_ref().is_none_or(|r| r.size() < bytes) {
-            self.readback = Some(Readback::new(&self.compiled.gpu.device, bytes));
+            self.readback = Some(Readback::new(&self.gpu.device, bytes));
         }
         Ok(())
     }
 
-    fn write_chunk(
-        &self,
-        batch: &Batch,
-        plans: &[PathPlan],
-        group_start: usize,
-        images: usize,
-        chunk: &Chunk,
-    ) -> ChunkUniform {
+    fn write_chunk(&self, r: &Round<'_>, chunk: &Chunk) -> ChunkUniform {
         let rows: Vec<RowEntry> = chunk
             .rows
             .iter()
-            .map(|r| {
-                let plan = &plans[r.image];
-                let (alpha, weight) = match r.point {
-                    Point::Gradient(k) => (plan.gradient.alphas[k], plan.gradient.weights[k]),
-                    Point::Forward(k) => (plan.forward[k], 0.0),
+            .map(|row| {
+                let plan = &r.plans[row.image];
+                let (alpha, weight, cell, slot) = match row.point {
+                    Point::Gradient(k) => {
+                        let slot = if r.slots > 1 { plan.slot(k) } else { 0 };
+                        (plan.gradient.alphas[k], plan.gradient.weights[k], plan.cell(k), slot)
+                    }
+                    Point::Forward(k) => (plan.forward[k], 0.0, 0.0, 0),
                 };
                 RowEntry {
-                    image: (r.image - group_start) as u32,
-                    logit: batch.targets[r.image] as u32,
+                    image: row.image as u32,
+                    logit: r.batch.targets[r.group.start + row.image] as u32,
                     alpha: alpha as f32,
                     weight: weight as f32,
+                    cell: cell as f32,
+                    slot: slot as u32,
                     ..RowEntry::default()
                 }
             })
@@ -262,7 +295,7 @@ impl Engine {
             .spans
             .iter()
             .map(|s| SpanEntry {
-                image: (s.image - group_start) as u32,
+                image: s.image as u32,
                 first_row: s.first_row as u32,
                 count: s.count as u32,
                 _pad: 0,
@@ -272,142 +305,187 @@ impl Engine {
             grad_rows: chunk.gradient_rows as u32,
             rows: chunk.rows.len() as u32,
             spans: spans.len() as u32,
-            images: images as u32,
-            first_row: chunk.first_row as u32,
-            _pad: [0; 3],
+            images: r.group.len() as u32,
+            slots: r.slots as u32,
+            idg: u32::from(r.idg),
+            _pad: [0; 2],
         };
-        let c = &self.compiled;
+        let c = self.compiled();
         c.write_chunk(&uniform);
-        c.gpu
-            .queue
-            .write_buffer(c.buffer(Slot::Rows), 0, bytemuck::cast_slice(&rows));
+        c.gpu.queue.write_buffer(c.buffer(Slot::Rows), 0, bytemuck::cast_slice(&rows));
         if !spans.is_empty() {
-            c.gpu
-                .queue
-                .write_buffer(c.buffer(Slot::Spans), 0, bytemuck::cast_slice(&spans));
+            c.gpu.queue.write_buffer(c.buffer(Slot::Spans), 0, bytemuck::cast_slice(&spans));
         }
         uniform
     }
 
-    /// Runs every image's plan; with `logits`, also returns the logits of every row (one readback per chunk).
-    fn run(
-        &mut self,
-        batch: &Batch,
-        plans: &[PathPlan],
-        mut logits: Option<&mut Vec<Vec<f32>>>,
-    ) -> Result<Evaluation> {
-        check_plans(batch, plans)?;
-        let dim = batch.dim;
-        let mut capacity = self.capacity()?;
-        // The group's row tables must fit one binding too.
-        let binding = self.gpu().binding_limit();
-        let widest_plan = plans
+    /// Writes the accumulators' weights (for the finish dispatch).
+    fn write_weights(&self, r: &Round<'_>, weights: &[Vec<f64>]) {
+        let flat: Vec<f32> = weights
             .iter()
-            .map(|p| p.gradient.len() + p.forward.len())
-            .max()
-            .unwrap_or(1)
-            .max(1) as u64;
-        capacity.images_per_group = capacity
-            .images_per_group
-            .min((binding / (size_of::<RowEntry>() as u64 * widest_plan)).max(1) as usize);
-        let schedule = Schedule::new(plans, capacity);
-        self.ensure(Sizes {
-            rows: schedule.max_chunk_rows(),
-            images: schedule.max_group_images(),
-            group_rows: schedule.max_group_rows(),
-        })?;
+            .flat_map(|w| (0..r.slots).map(move |s| w.get(s).copied().unwrap_or(0.0) as f32))
+            .collect();
+        self.gpu.queue.write_buffer(self.compiled().buffer(Slot::SlotWeights), 0, bytemuck::cast_slice(&flat));
+    }
 
-        let gpu = self.compiled.gpu.clone();
-        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let mut out = Evaluation::zeros(plans, dim);
-        out.stats.backend = "gpu".into();
-        out.stats.device = gpu.describe();
+    /// Runs one round for a group of images, chunk by chunk. Returns the round's diagnostics (images
+    /// indexed within the group) and, with `r.finish`, the group's attributions; with `logits`, the
+    /// logits of every row instead (one readback per chunk).
+    fn run_round(
+        &mut self,
+        r: &Round<'_>,
+        capacity: Capacity,
+        stats: &mut RunStats,
+        mut logits: Option<&mut Vec<Vec<f32>>>,
+    ) -> Result<(Evaluation, Option<Vec<f32>>)> {
+        let dim = r.batch.dim;
+        let capacity = Capacity {
+            images_per_group: r.group.len().max(1),
+            ..capacity
+        };
+        let schedule = Schedule::new(r.plans, capacity);
+        let group = &schedule.groups[0];
+        let gpu = self.gpu.clone();
+        if r.fresh {
+            let range = r.group.start * dim..r.group.end * dim;
+            let mut both = bytemuck::cast_slice::<f32, u8>(&r.batch.inputs[range.clone()]).to_vec();
+            both.extend(bytemuck::cast_slice::<f32, u8>(&r.batch.baselines[range]));
+            gpu.queue.write_buffer(self.compiled().buffer(Slot::Images), 0, &both);
+        }
+        if let Some(w) = r.finish {
+            self.write_weights(r, w);
+        }
+        let mut eval = Evaluation::zeros(r.plans, dim);
+        let mut attributions = None;
         let classes = self.model.classes();
         let logits_slot = Slot::Activation(*self.program().activation_of.last().unwrap());
         let finish = self.program().dispatches.len();
-        for group in &schedule.groups {
-            let images = group.images.clone();
-            let range = images.start * dim..images.end * dim;
-            let mut both = bytemuck::cast_slice::<f32, u8>(&batch.inputs[range.clone()]).to_vec();
-            both.extend(bytemuck::cast_slice::<f32, u8>(
-                &batch.baselines[range.clone()],
-            ));
-            gpu.queue
-                .write_buffer(self.compiled.buffer(Slot::Images), 0, &both);
-            out.stats.groups += 1;
-            for (ci, chunk) in group.chunks.iter().enumerate() {
-                let last = ci + 1 == group.chunks.len();
-                let uniform = self.write_chunk(batch, plans, images.start, images.len(), chunk);
-                let mut encoder = gpu.device.create_command_encoder(&Default::default());
-                if ci == 0 {
-                    encoder.clear_buffer(self.compiled.buffer(Slot::Total), 0, None);
-                }
-                let used =
-                    self.compiled
-                        .encode(&mut encoder, 0..finish + usize::from(last), &uniform);
-                let stats = &mut out.stats;
-                stats.dispatches += used.len();
-                stats.chunks += 1;
-                stats.gradient_rows += chunk.gradient_rows;
-                stats.forward_rows += chunk.rows.len() - chunk.gradient_rows;
-                stats.submissions += 1;
-                let readback = self.readback.as_ref().unwrap();
-                if let Some(all) = logits.as_deref_mut() {
-                    // Forward-only runs (predictions) read each chunk's logits instead of attributions.
-                    let bytes = 4 * (chunk.rows.len() * classes) as u64;
-                    let v = readback.read(
-                        &gpu,
-                        encoder,
-                        &[(self.compiled.buffer(logits_slot), bytes)],
-                    )?;
-                    stats.readbacks += 1;
-                    all.extend(v.chunks(classes).map(<[f32]>::to_vec));
-                    self.compiled.collect_profile(&used, &uniform)?;
-                    continue;
-                }
-                // The diagnostics kernel filled in the chunk's row table: keep it with the group's.
-                let row_bytes = size_of::<RowEntry>() as u64;
-                encoder.copy_buffer_to_buffer(
-                    self.compiled.buffer(Slot::Rows),
-                    0,
-                    self.compiled.buffer(Slot::Diagnostics),
-                    chunk.first_row as u64 * row_bytes,
-                    chunk.rows.len() as u64 * row_bytes,
-                );
-                if !last {
-                    gpu.queue.submit([encoder.finish()]);
-                    self.compiled.collect_profile(&used, &uniform)?;
-                    continue;
-                }
-                let sources = [
-                    (
-                        self.compiled.buffer(Slot::Total),
-                        4 * (images.len() * dim) as u64,
-                    ),
-                    (
-                        self.compiled.buffer(Slot::Diagnostics),
-                        group.rows as u64 * row_bytes,
-                    ),
-                ];
-                let v = readback.read(&gpu, encoder, &sources)?;
+        let row_bytes = size_of::<RowEntry>() as u64;
+        for (ci, chunk) in group.chunks.iter().enumerate() {
+            let last = ci + 1 == group.chunks.len();
+            let uniform = self.write_chunk(r, chunk);
+            let mut encoder = gpu.device.create_command_encoder(&Default::default());
+            if ci == 0 && r.fresh {
+                encoder.clear_buffer(self.compiled().buffer(Slot::Total), 0, None);
+            }
+            let with_finish = last && r.finish.is_some();
+            let used = self.compiled().encode(&mut encoder, 0..finish + usize::from(with_finish), &uniform);
+            stats.dispatches += used.len();
+            stats.chunks += 1;
+            stats.gradient_rows += chunk.gradient_rows;
+            stats.forward_rows += chunk.rows.len() - chunk.gradient_rows;
+            stats.submissions += 1;
+            let readback = self.readback.as_ref().unwrap();
+            if let Some(all) = logits.as_deref_mut() {
+                // Forward-only runs (predictions) read each chunk's logits instead of attributions.
+                let bytes = 4 * (chunk.rows.len() * classes) as u64;
+                let v = readback.read(&gpu, encoder, &[(self.compiled().buffer(logits_slot), bytes)])?;
                 stats.readbacks += 1;
-                self.compiled.collect_profile(&used, &uniform)?;
-                let (attributions, table) = v.split_at(images.len() * dim);
-                for (o, a) in out.attributions[range.clone()].iter_mut().zip(attributions) {
-                    *o = f64::from(*a);
+                all.extend(v.chunks(classes).map(<[f32]>::to_vec));
+                self.compiled_mut().collect_profile(&used, &uniform)?;
+                continue;
+            }
+            // The diagnostics kernel filled in the chunk's row table: keep it with the group's.
+            encoder.copy_buffer_to_buffer(
+                self.compiled().buffer(Slot::Rows),
+                0,
+                self.compiled().buffer(Slot::Diagnostics),
+                chunk.first_row as u64 * row_bytes,
+                chunk.rows.len() as u64 * row_bytes,
+            );
+            if !last {
+                gpu.queue.submit([encoder.finish()]);
+                self.compiled_mut().collect_profile(&used, &uniform)?;
+                continue;
+            }
+            let table_bytes = group.rows as u64 * row_bytes;
+            let mut sources = vec![(self.compiled().buffer(Slot::Diagnostics), table_bytes)];
+            if with_finish {
+                sources.push((self.compiled().buffer(Slot::Attributions), 4 * (r.group.len() * dim) as u64));
+            }
+            let v = readback.read(&gpu, encoder, &sources)?;
+            stats.readbacks += 1;
+            self.compiled_mut().collect_profile(&used, &uniform)?;
+            let (table, rest) = v.split_at(table_bytes as usize / 4);
+            let table: &[RowEntry] = bytemuck::cast_slice(table);
+            for c in &group.chunks {
+                for (row, e) in c.rows.iter().zip(&table[c.first_row..]) {
+                    eval.record(row.image, row.point, e.f, e.grad_norm, e.slope, e.probe);
                 }
-                let table: &[RowEntry] = bytemuck::cast_slice(table);
-                for c in &group.chunks {
-                    for (row, entry) in c.rows.iter().zip(&table[c.first_row..]) {
-                        out.record(
-                            row.image,
-                            row.point,
-                            entry.f,
-                            entry.grad_norm,
-                            entry.slope,
-                            entry.probe,
-                        );
-                    }
+            }
+            if with_finish {
+                attributions = Some(rest.to_vec());
+            }
+        }
+        Ok((eval, attributions))
+    }
+
+    /// The attributions of a group from its accumulators (a submission of its own, after rounds).
+    fn finish_group(&mut self, r: &Round<'_>, weights: &[Vec<f64>], stats: &mut RunStats) -> Result<Vec<f32>> {
+        self.write_weights(r, weights);
+        let uniform = ChunkUniform {
+            images: r.group.len() as u32,
+            slots: r.slots as u32,
+            ..ChunkUniform::default()
+        };
+        self.compiled().write_chunk(&uniform);
+        let gpu = self.gpu.clone();
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        let finish = self.program().dispatches.len();
+        let used = self.compiled().encode(&mut encoder, finish..finish + 1, &uniform);
+        stats.dispatches += used.len();
+        stats.submissions += 1;
+        stats.readbacks += 1;
+        let bytes = 4 * (r.group.len() * r.batch.dim) as u64;
+        let v = self.readback.as_ref().unwrap().read(&gpu, encoder, &[(self.compiled().buffer(Slot::Attributions), bytes)])?;
+        self.compiled_mut().collect_profile(&used, &uniform)?;
+        Ok(v)
+    }
+
+    fn stats(&self) -> RunStats {
+        RunStats {
+            backend: "gpu".into(),
+            device: self.gpu().describe(),
+            ..RunStats::default()
+        }
+    }
+
+    /// Evaluates plans in one round per group of images; with `logits`, returns every row's logits.
+    fn run(&mut self, batch: &Batch, plans: &[PathPlan], mut logits: Option<&mut Vec<Vec<f32>>>) -> Result<Evaluation> {
+        check_plans(batch, plans)?;
+        // Points that stand for cells need the soft kernels.
+        self.activate(plans.iter().any(|p| p.cells.iter().any(|&c| c != 0.0)))?;
+        let dim = batch.dim;
+        let points = plans.iter().map(|p| p.gradient.len() + p.forward.len()).max().unwrap_or(1);
+        let capacity = self.capacity(1, points)?;
+        let scope = self.gpu().device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut out = Evaluation::zeros(plans, dim);
+        out.stats = self.stats();
+        let ones = vec![vec![1.0]; capacity.images_per_group];
+        for start in (0..batch.len()).step_by(capacity.images_per_group) {
+            let group = start..(start + capacity.images_per_group).min(batch.len());
+            let round = Round {
+                batch,
+                group: group.clone(),
+                plans: &plans[group.clone()],
+                slots: 1,
+                idg: false,
+                fresh: true,
+                finish: if logits.is_some() { None } else { Some(&ones[..group.len()]) },
+            };
+            let schedule = Schedule::new(round.plans, Capacity { images_per_group: group.len(), ..capacity });
+            self.ensure(Sizes {
+                rows: schedule.max_chunk_rows(),
+                images: group.len(),
+                group_rows: schedule.max_group_rows(),
+                slots: 1,
+            })?;
+            out.stats.groups += 1;
+            let (eval, attributions) = self.run_round(&round, capacity, &mut out.stats, logits.as_deref_mut())?;
+            out.merge(group.start, &eval);
+            if let Some(a) = attributions {
+                for (o, v) in out.attributions[group.start * dim..group.end * dim].iter_mut().zip(a) {
+                    *o = f64::from(v);
                 }
             }
         }
@@ -459,8 +537,9 @@ impl Engine {
             rows,
             images: 1,
             group_rows: rows,
+            slots: 1,
         })?;
-        let c = &self.compiled;
+        let c = self.compiled();
         let p = &c.program;
         let q = &c.gpu.queue;
         let uniform = ChunkUniform {
@@ -524,16 +603,7 @@ impl Backend for Engine {
             targets: vec![0; n],
             dim,
         };
-        let plans = vec![
-            PathPlan {
-                gradient: crate::quadrature::Quadrature {
-                    alphas: vec![],
-                    weights: vec![],
-                },
-                forward: vec![1.0],
-            };
-            n
-        ];
+        let plans = vec![PathPlan::forward(vec![1.0]); n];
         let mut logits = Vec::with_capacity(n);
         self.run(&batch, &plans, Some(&mut logits))?;
         Ok(logits
@@ -544,5 +614,74 @@ impl Backend for Engine {
 
     fn device(&self) -> String {
         self.gpu().describe()
+    }
+
+    fn rounds(&mut self, batch: &Batch, options: RoundOptions, driver: &mut dyn RoundDriver) -> Result<Evaluation> {
+        let dim = batch.dim;
+        let (slots, idg) = (options.slots.max(1), options.idg);
+        self.activate(options.soft)?;
+        let capacity = self.capacity(slots, driver.max_points())?;
+        let scope = self.gpu().device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut out = Evaluation::zeros(&vec![PathPlan::forward(Vec::new()); batch.len()], dim);
+        out.stats = self.stats();
+        for start in (0..batch.len()).step_by(capacity.images_per_group) {
+            let group = start..(start + capacity.images_per_group).min(batch.len());
+            // Sized once for the whole group: the accumulators must survive every round.
+            self.ensure(Sizes {
+                rows: capacity.rows_per_chunk,
+                images: group.len(),
+                group_rows: group.len() * driver.max_points(),
+                slots,
+            })?;
+            out.stats.groups += 1;
+            let mut last: Option<Evaluation> = None;
+            while let Some(plans) = driver.next(group.clone(), last.as_ref())? {
+                let sub = Batch {
+                    inputs: batch.inputs[group.start * dim..group.end * dim].to_vec(),
+                    baselines: batch.baselines[group.start * dim..group.end * dim].to_vec(),
+                    targets: batch.targets[group.clone()].to_vec(),
+                    dim,
+                };
+                check_plans(&sub, &plans)?;
+                if !options.soft && plans.iter().any(|p| p.cells.iter().any(|&c| c != 0.0)) {
+                    return Err(Error::Input("points stand for cells but the rounds are not soft".into()));
+                }
+                if let Some(p) = plans.iter().find(|p| p.slots.iter().any(|&s| s >= slots)) {
+                    return Err(Error::Input(format!("a point names accumulator {:?} of {slots}", p.slots.iter().max())));
+                }
+                let round = Round {
+                    batch,
+                    group: group.clone(),
+                    plans: &plans,
+                    slots,
+                    idg,
+                    fresh: last.is_none(),
+                    finish: None,
+                };
+                let (eval, _) = self.run_round(&round, capacity, &mut out.stats, None)?;
+                last = Some(eval);
+            }
+            let weights = driver.weights(group.clone());
+            let round = Round {
+                batch,
+                group: group.clone(),
+                plans: &[],
+                slots,
+                idg,
+                fresh: false,
+                finish: None,
+            };
+            let attributions = match last {
+                Some(_) => self.finish_group(&round, &weights, &mut out.stats)?,
+                None => vec![0.0; group.len() * dim],
+            };
+            for (o, v) in out.attributions[group.start * dim..group.end * dim].iter_mut().zip(attributions) {
+                *o = f64::from(v);
+            }
+        }
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("the device rejected a command: {e}")));
+        }
+        Ok(out)
     }
 }

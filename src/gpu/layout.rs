@@ -10,8 +10,9 @@ pub struct ChunkUniform {
     pub rows: u32,
     pub spans: u32,
     pub images: u32,
-    pub first_row: u32,
-    pub _pad: [u32; 3],
+    pub slots: u32,
+    pub idg: u32,
+    pub _pad: [u32; 2],
 }
 
 /// Keep in sync with `Row` in shaders/common.wgsl.
@@ -22,11 +23,14 @@ pub struct RowEntry {
     pub logit: u32,
     pub alpha: f32,
     pub weight: f32,
+    pub cell: f32,
+    pub slot: u32,
     /// Written by diagnostics.wgsl.
     pub f: f32,
     pub grad_norm: f32,
     pub slope: f32,
     pub probe: f32,
+    pub _pad: [u32; 2],
 }
 
 /// Keep in sync with `Span` in shaders/common.wgsl.

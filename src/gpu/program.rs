@@ -24,8 +24,12 @@ pub enum Slot {
     Rows,
     /// The chunk's span table.
     Spans,
-    /// The group's running sums of weighted gradients, then its attributions.
+    /// The group's running sums of weighted gradients: `Sizes::slots` per image.
     Total,
+    /// The weight of each of the group's accumulators in the attributions.
+    SlotWeights,
+    /// The group's attributions.
+    Attributions,
     /// The filled-in row table of every chunk of the group, one after the other (see `Row`).
     Diagnostics,
     /// Activation buffer i (`Program::activation_lens[i]` values per row).
@@ -46,6 +50,8 @@ pub enum Slot {
     Grads(usize),
     /// Training: optimizer state k (momentum, or Adam's two moments) of layer i.
     Moment(usize, usize),
+    /// Soft attribution: the open share of stored ReLU mask k.
+    Mask(usize),
 }
 
 /// What a dispatch's size follows.
@@ -168,7 +174,8 @@ impl Tiling {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
     /// Integrated Gradients: path points, forward, backward to the input, accumulation, diagnostics.
-    Attribution,
+    /// With `soft`, each row stands for a cell of path points (see `ops::soft`).
+    Attribution { soft: bool },
     /// One training step: forward, softmax cross-entropy, backward to every layer's weights, and the
     /// optimizer (with `moments` state buffers per layer: 1 for SGD with momentum, 2 for Adam).
     Training { adam: bool },
@@ -185,6 +192,8 @@ pub struct Sizes {
     pub rows: usize,
     pub images: usize,
     pub group_rows: usize,
+    /// Accumulators per image.
+    pub slots: usize,
 }
 
 /// The model lowered to dispatches.
@@ -194,7 +203,15 @@ pub struct Program {
     /// Attribution: the last chunk of a group adds this one.
     pub finish: Option<Dispatch>,
     pub activation_lens: Vec<usize>,
+    /// Per max-pool: values per row of its choice buffer (the maximum's position; with `soft`, every
+    /// element's share).
     pub argmax_lens: Vec<usize>,
+    /// Per max-pool: elements per window.
+    pub argmax_windows: Vec<usize>,
+    /// Per stored soft ReLU mask: values per row.
+    pub mask_lens: Vec<usize>,
+    /// Soft attribution: tangent rows beside every activation, shares instead of choices.
+    pub soft: bool,
     /// Values per row of each gradient buffer.
     pub gradient_len: usize,
     /// Values per row of the training's weight-gradient shares.
@@ -278,13 +295,7 @@ pub fn params_len(layer: &Layer) -> usize {
 impl Program {
     /// Lowers `model` for `purpose`; `fuse` false keeps every layer in its own dispatches (for testing
     /// layers alone).
-    pub fn new(
-        model: &Model,
-        tiling: &Tiling,
-        purpose: Purpose,
-        fuse: bool,
-        max_uniform_bytes: u64,
-    ) -> Program {
+    pub fn new(model: &Model, tiling: &Tiling, purpose: Purpose, fuse: bool, max_uniform_bytes: u64) -> Program {
         use Slot::*;
         let shapes = model.shapes();
         let layers = model.layers();
@@ -293,50 +304,60 @@ impl Program {
         let classes = model.classes();
         let t = tiling;
         let training = matches!(purpose, Purpose::Training { .. });
-        let elementwise = |len: usize| {
-            Spec::default()
-                .u32("WORKGROUP_SIZE", t.workgroup)
-                .u32("LEN", len)
-        };
+        let soft = purpose == Purpose::Attribution { soft: true };
+        let elementwise =
+            |len: usize| Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("LEN", len).flag("SOFT", soft);
         let params_lens: Vec<usize> = layers.iter().map(params_len).collect();
         let params = |i: usize| params_lens[i];
 
         // The layer before i, skipping Flatten (which changes nothing in memory).
         let before = |i: usize| (0..i).rev().find(|&j| layers[j] != Layer::Flatten);
         let after = |i: usize| (i + 1..n).find(|&j| layers[j] != Layer::Flatten);
+        // ReLU i feeds a max-pool, which applies it (the pool reads the ReLU's input).
+        let absorbed = |i: usize| {
+            fuse && layers[i] == Layer::Relu && matches!(layers.get(i + 1), Some(Layer::MaxPool2d(_)))
+        };
+        // A max-pool with disjoint windows right after a conv (and its ReLU) runs in the conv's epilogue,
+        // so the conv's output is never stored: the pool layer conv i absorbs, if any.
+        // Not in soft kernels: there the epilogue's share computations push the conv's tile out of
+        // registers (8x slower on lavapipe); a separate max-pool pass costs much less.
+        let pooled_by = |i: usize| -> Option<usize> {
+            if !fuse || soft || !matches!(layers[i], Layer::Conv2d(_)) {
+                return None;
+            }
+            let k = if layers.get(i + 1) == Some(&Layer::Relu) { i + 2 } else { i + 1 };
+            match layers.get(k) {
+                Some(Layer::MaxPool2d(p)) if p.stride == p.kernel && p.padding == [0, 0] => Some(k),
+                _ => None,
+            }
+        };
         // ReLU i runs in the epilogue of the conv or linear layer before it.
         let relu_fused = |i: usize| {
             fuse && layers[i] == Layer::Relu
                 && i > 0
                 && matches!(layers[i - 1], Layer::Conv2d(_) | Layer::Linear(_))
+                && (!absorbed(i) || pooled_by(i - 1).is_some())
                 && after(i).is_some()
         };
-        // Layer i reads a ReLU's output and applies its backward mask.
+        // Layer i reads a ReLU's output and applies its backward mask (a max-pool applies the ReLU).
         let masks_input = |i: usize| {
             fuse && matches!(
                 layers[i],
                 Layer::Conv2d(_) | Layer::Linear(_) | Layer::AvgPool2d(_) | Layer::MaxPool2d(_)
             ) && before(i).is_some_and(|j| layers[j] == Layer::Relu)
         };
+        // Soft attribution stores every ReLU's open shares (unless a max-pool applies it).
+        let mask_out = |i: usize| soft && !absorbed(i);
+        let mut masks: Vec<Option<usize>> = vec![None; n];
+        let mut mask_count = 0;
+        for (i, m) in masks.iter_mut().enumerate() {
+            if layers[i] == Layer::Relu && mask_out(i) {
+                *m = Some(mask_count);
+                mask_count += 1;
+            }
+        }
         let last = (0..n).rev().find(|&j| layers[j] != Layer::Flatten);
-        let seed_fused =
-            fuse && !training && last.is_some_and(|j| matches!(layers[j], Layer::Linear(_)));
-        // A max-pool with disjoint windows right after a conv (and its ReLU) runs in the conv's
-        // epilogue, so the conv's output is never stored: the pool layer conv i absorbs, if any.
-        let pooled_by = |i: usize| -> Option<usize> {
-            if !fuse || !matches!(layers[i], Layer::Conv2d(_)) {
-                return None;
-            }
-            let k = if i + 1 < n && relu_fused(i + 1) {
-                i + 2
-            } else {
-                i + 1
-            };
-            match layers.get(k) {
-                Some(Layer::MaxPool2d(p)) if p.stride == p.kernel && p.padding == [0, 0] => Some(k),
-                _ => None,
-            }
-        };
+        let seed_fused = fuse && !training && last.is_some_and(|j| matches!(layers[j], Layer::Linear(_)));
 
         let mut dispatches = Vec::new();
         if !training {
@@ -344,16 +365,14 @@ impl Program {
                 Kernel::Path,
                 elementwise(dim),
                 vec![(0, Chunk), (1, Images), (3, Rows), (4, Activation(0))],
-                Extent::Invocations {
-                    per: dim,
-                    of: Count::Rows,
-                },
+                Extent::Invocations { per: dim, of: Count::Rows },
                 "path".into(),
             ));
         }
         let mut activation_lens = vec![dim];
         let mut activation_of = vec![0];
         let mut argmax_lens = Vec::new();
+        let mut argmax_windows = Vec::new();
         let mut argmax_of = vec![None; n];
         let mut forward_of = vec![None; n];
         // Output buffer of a fused conv block, by the index of its pool layer.
@@ -371,16 +390,20 @@ impl Program {
                 continue;
             }
             if *layer == Layer::Relu {
+                if absorbed(i) {
+                    // The max-pool after it reads this ReLU's input and applies it.
+                    activation_of.push(NOT_STORED);
+                    continue;
+                }
                 activation_of.push(src);
                 forward_of[i] = Some(dispatches.len());
+                let mut bindings = vec![(0, Chunk), (2, Activation(src))];
+                bindings.extend(masks[i].map(|m| (4, Mask(m))));
                 dispatches.push(dispatch(
                     Kernel::ReluForward,
-                    elementwise(input.len()),
-                    vec![(0, Chunk), (2, Activation(src))],
-                    Extent::Invocations {
-                        per: input.len(),
-                        of: Count::Rows,
-                    },
+                    elementwise(input.len()).flag("MASK_OUT", masks[i].is_some()),
+                    bindings,
+                    Extent::Invocations { per: input.len(), of: Count::Rows },
                     format!("relu_forward (layer {i})"),
                 ));
                 continue;
@@ -397,35 +420,34 @@ impl Program {
                 }
                 None => activation_of.push(dst),
             }
-            let spec = layer_spec(t.workgroup, layer, input, output);
+            let spec = layer_spec(t.workgroup, layer, input, output).flag("SOFT", soft);
             let relu = i + 1 < n && relu_fused(i + 1);
+            let mask = masks.get(i + 1).copied().flatten().filter(|_| relu);
             let [_, oh, ow] = output.chw();
             let (kernel, spec, mut bindings, extent) = match layer {
                 Layer::Conv2d(c) => {
-                    let budget = t.conv_channels * t.conv_strip;
+                    // Soft kernels carry tangents beside the values: half the tile.
+                    let budget = t.conv_channels * t.conv_strip / if soft { 2 } else { 1 };
                     let (spec, tiles, tile_values, mut bindings) = match pool {
                         Some(k) => {
-                            let Layer::MaxPool2d(pl) = layers[k] else {
-                                unreachable!()
-                            };
+                            let Layer::MaxPool2d(pl) = layers[k] else { unreachable!() };
                             let [_, ph, pw] = shapes[k + 1].chw();
                             let px = part(pw, (t.conv_strip / pl.kernel[1]).max(1));
+                            let window = pl.kernel[0] * pl.kernel[1];
                             argmax_of[k] = Some(argmax_lens.len());
                             argmax_lens.push(stored.len());
+                            argmax_windows.push(window);
                             let spec = spec
                                 .flag("POOL", true)
+                                .flag("WINDOW", soft)
+                                .u32("WIN", window)
                                 .u32("KPH", pl.kernel[0])
                                 .u32("KPW", pl.kernel[1])
                                 .u32("POOL_H", ph)
                                 .u32("POOL_W", pw)
                                 .u32("PX", px);
                             let bindings = vec![(4, Argmax(argmax_lens.len() - 1))];
-                            (
-                                spec,
-                                ph * pw.div_ceil(px),
-                                px * pl.kernel[0] * pl.kernel[1],
-                                bindings,
-                            )
+                            (spec, ph * pw.div_ceil(px), px * window, bindings)
                         }
                         None => {
                             let px = part(ow, t.conv_strip);
@@ -436,59 +458,50 @@ impl Program {
                     let spec = params_decl(spec.u32("OCB", ocb), params(i), max_uniform_bytes);
                     let tiles = tiles * c.out_channels.div_ceil(ocb);
                     bindings.push((1, Params(i)));
-                    let extent = Extent::Tiles {
-                        tiles,
-                        rows_per_workgroup: t.workgroup,
-                        of: Count::Rows,
-                    };
-                    (
-                        Kernel::Conv2dForward,
-                        spec.flag("RELU", relu),
-                        bindings,
-                        extent,
-                    )
+                    bindings.extend(mask.map(|m| (4, Mask(m))));
+                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
+                    let spec = spec.flag("RELU", relu).flag("MASK_OUT", mask.is_some());
+                    (Kernel::Conv2dForward, spec, bindings, extent)
                 }
                 Layer::Linear(l) => {
                     let ob = part(l.out_features, t.linear_features);
-                    let spec = linear_spec(t, l.in_features, l.out_features).u32("OB", ob);
+                    let spec = linear_spec(t, l.in_features, l.out_features).u32("OB", ob).flag("SOFT", soft);
                     let spec = params_decl(spec, params(i), max_uniform_bytes);
                     let extent = Extent::Tiles {
                         tiles: l.out_features.div_ceil(ob),
                         rows_per_workgroup: t.linear_workgroup * t.linear_rows,
                         of: Count::Rows,
                     };
-                    (
-                        Kernel::LinearForward,
-                        spec.flag("RELU", relu),
-                        vec![(1, Params(i))],
-                        extent,
-                    )
+                    let mut bindings = vec![(1, Params(i))];
+                    bindings.extend(mask.map(|m| (4, Mask(m))));
+                    let spec = spec.flag("RELU", relu).flag("MASK_OUT", mask.is_some());
+                    (Kernel::LinearForward, spec, bindings, extent)
                 }
-                Layer::MaxPool2d(_) | Layer::AvgPool2d(_) => {
+                Layer::MaxPool2d(p) => {
                     let px = part(ow, t.pool_strip);
                     let tiles = output.chw()[0] * oh * ow.div_ceil(px);
-                    let extent = Extent::Tiles {
-                        tiles,
-                        rows_per_workgroup: t.workgroup,
-                        of: Count::Rows,
-                    };
-                    let spec = spec.u32("PX", px);
-                    if matches!(layer, Layer::MaxPool2d(_)) {
-                        argmax_of[i] = Some(argmax_lens.len());
-                        argmax_lens.push(output.len());
-                        let spec = spec.flag("RELU_INPUT", masks_input(i));
-                        (
-                            Kernel::MaxPoolForward,
-                            spec,
-                            vec![(4, Argmax(argmax_lens.len() - 1))],
-                            extent,
-                        )
-                    } else {
-                        (Kernel::AvgPoolForward, spec, vec![], extent)
-                    }
+                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
+                    let window = p.kernel[0] * p.kernel[1];
+                    argmax_of[i] = Some(argmax_lens.len());
+                    argmax_lens.push(output.len());
+                    argmax_windows.push(window);
+                    let spec = spec
+                        .u32("PX", px)
+                        .u32("WIN", window)
+                        .flag("WINDOW", soft)
+                        .flag("RELU_INPUT", masks_input(i));
+                    (Kernel::MaxPoolForward, spec, vec![(4, Argmax(argmax_lens.len() - 1))], extent)
+                }
+                Layer::AvgPool2d(_) => {
+                    let px = part(ow, t.pool_strip);
+                    let tiles = output.chw()[0] * oh * ow.div_ceil(px);
+                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
+                    (Kernel::AvgPoolForward, spec.u32("PX", px), vec![], extent)
                 }
                 Layer::Relu | Layer::Flatten => unreachable!(),
             };
+            // A max-pool that applies a ReLU reads the ReLU's input.
+            let src = if i > 0 && absorbed(i - 1) { activation_of[i - 1] } else { src };
             bindings.extend([(0, Chunk), (2, Activation(src)), (3, Activation(dst))]);
             forward_of[i] = Some(dispatches.len());
             let label = match pool {
@@ -506,36 +519,28 @@ impl Program {
         if training {
             dispatches.push(dispatch(
                 Kernel::Loss,
-                Spec::default()
-                    .u32("WORKGROUP_SIZE", t.workgroup)
-                    .u32("CLASSES", classes),
-                vec![
-                    (0, Chunk),
-                    (2, logits),
-                    (3, Labels),
-                    (4, Gradient(0)),
-                    (5, Losses),
-                ],
-                Extent::Invocations {
-                    per: 1,
-                    of: Count::GradRows,
-                },
+                Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("CLASSES", classes),
+                vec![(0, Chunk), (2, logits), (3, Labels), (4, Gradient(0)), (5, Losses)],
+                Extent::Invocations { per: 1, of: Count::GradRows },
                 "loss".into(),
             ));
         } else if !seed_fused {
             dispatches.push(dispatch(
                 Kernel::Seed,
-                Spec::default()
-                    .u32("WORKGROUP_SIZE", t.workgroup)
-                    .u32("CLASSES", classes),
+                Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("CLASSES", classes),
                 vec![(0, Chunk), (2, Rows), (3, Gradient(0))],
-                Extent::Invocations {
-                    per: classes,
-                    of: Count::GradRows,
-                },
+                Extent::Invocations { per: classes, of: Count::GradRows },
                 "seed".into(),
             ));
         }
+        // The ReLU mask a backward kernel applies: the ReLU's output (hard) or its stored shares (soft).
+        let gate = |i: usize| -> Slot {
+            let relu = before(i).unwrap();
+            match masks[relu] {
+                Some(m) => Mask(m),
+                None => Activation(activation_of[i]),
+            }
+        };
         // Training needs no gradient below the first layer with weights.
         let first_weights = (0..n).find(|&i| params_lens[i] > 0).unwrap_or(n);
         let mut partial_len = 0;
@@ -546,13 +551,12 @@ impl Program {
             let (input, output) = (shapes[i], shapes[i + 1]);
             let out = gradient_of[i + 1];
             let into = 1 - out;
-            let mask = masks_input(i);
+            let mask = masks_input(i) && !matches!(layer, Layer::MaxPool2d(_));
             let x = Activation(activation_of[i]);
-            let spec = layer_spec(t.workgroup, layer, input, output);
+            let spec = layer_spec(t.workgroup, layer, input, output).flag("SOFT", soft);
             let [ic, ih, iw] = input.chw();
             if training && params_lens[i] > 0 {
-                let (d, share) =
-                    weight_grad_dispatches(t, layer, i, input, output, x, Gradient(out));
+                let (d, share) = weight_grad_dispatches(t, layer, i, input, output, x, Gradient(out));
                 partial_len = partial_len.max(share);
                 dispatches.extend(d);
             }
@@ -561,22 +565,19 @@ impl Program {
                 Layer::Flatten => None,
                 Layer::Relu => {
                     // Applied by the layer that reads this ReLU's output, where it can.
-                    let applied = after(i).is_some_and(&masks_input);
+                    let applied = absorbed(i) || after(i).is_some_and(&masks_input);
                     (!applied).then(|| {
+                        let g = match masks[i] {
+                            Some(m) => Mask(m),
+                            None => Activation(activation_of[i + 1]),
+                        };
                         (
                             out,
                             dispatch(
                                 Kernel::ReluBackward,
                                 elementwise(input.len()),
-                                vec![
-                                    (0, Chunk),
-                                    (2, Activation(activation_of[i + 1])),
-                                    (3, Gradient(out)),
-                                ],
-                                Extent::Invocations {
-                                    per: input.len(),
-                                    of: Count::GradRows,
-                                },
+                                vec![(0, Chunk), (2, g), (3, Gradient(out))],
+                                Extent::Invocations { per: input.len(), of: Count::GradRows },
                                 format!("relu_backward (layer {i})"),
                             ),
                         )
@@ -597,37 +598,25 @@ impl Program {
                         .u32("GSPAN", (hi - lo + 1) as usize);
                     let spec = params_decl(spec, params(i), max_uniform_bytes).flag("MASK", mask);
                     let tiles = ic.div_ceil(icb) * ih * iw.div_ceil(px);
-                    let mut bindings = vec![
-                        (0, Chunk),
-                        (1, Params(i)),
-                        (2, Gradient(out)),
-                        (3, Gradient(into)),
-                    ];
+                    let mut bindings = vec![(0, Chunk), (1, Params(i)), (2, Gradient(out)), (3, Gradient(into))];
                     if mask {
-                        bindings.push((4, x));
+                        bindings.push((4, gate(i)));
                     }
-                    let extent = Extent::Tiles {
-                        tiles,
-                        rows_per_workgroup: t.workgroup,
-                        of: Count::GradRows,
-                    };
+                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows };
                     let label = format!("conv2d_backward (layer {i})");
-                    Some((
-                        into,
-                        dispatch(Kernel::Conv2dBackward, spec, bindings, extent, label),
-                    ))
+                    Some((into, dispatch(Kernel::Conv2dBackward, spec, bindings, extent, label)))
                 }
                 Layer::Linear(l) => {
                     let seed = seed_fused && Some(i) == last;
                     let ib = part(l.in_features, t.linear_features);
-                    let spec = linear_spec(t, l.in_features, l.out_features).u32("IB", ib);
+                    let spec = linear_spec(t, l.in_features, l.out_features).u32("IB", ib).flag("SOFT", soft);
                     let spec = params_decl(spec, params(i), max_uniform_bytes)
                         .flag("MASK", mask)
                         .flag("SEED", seed);
                     let mut bindings = vec![(0, Chunk), (1, Params(i)), (3, Gradient(into))];
                     bindings.push(if seed { (5, Rows) } else { (2, Gradient(out)) });
                     if mask {
-                        bindings.push((4, x));
+                        bindings.push((4, gate(i)));
                     }
                     let extent = Extent::Tiles {
                         tiles: l.in_features.div_ceil(ib),
@@ -635,10 +624,7 @@ impl Program {
                         of: Count::GradRows,
                     };
                     let label = format!("linear_backward (layer {i})");
-                    Some((
-                        into,
-                        dispatch(Kernel::LinearBackward, spec, bindings, extent, label),
-                    ))
+                    Some((into, dispatch(Kernel::LinearBackward, spec, bindings, extent, label)))
                 }
                 Layer::MaxPool2d(p) => {
                     let [_, oh, ow] = output.chw();
@@ -654,39 +640,24 @@ impl Program {
                         let px = part(iw, t.pool_strip);
                         (ic * ih * iw.div_ceil(px), px)
                     };
-                    let spec = spec.u32("PX", px).flag("DISJOINT", disjoint);
+                    let spec = spec.u32("PX", px).u32("WIN", p.kernel[0] * p.kernel[1]).flag("DISJOINT", disjoint);
                     let a = Argmax(argmax_of[i].unwrap());
-                    let bindings =
-                        vec![(0, Chunk), (2, Gradient(out)), (3, a), (4, Gradient(into))];
-                    let extent = Extent::Tiles {
-                        tiles,
-                        rows_per_workgroup: t.workgroup,
-                        of: Count::GradRows,
-                    };
+                    let bindings = vec![(0, Chunk), (2, Gradient(out)), (3, a), (4, Gradient(into))];
+                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows };
                     let label = format!("maxpool_backward (layer {i})");
-                    Some((
-                        into,
-                        dispatch(Kernel::MaxPoolBackward, spec, bindings, extent, label),
-                    ))
+                    Some((into, dispatch(Kernel::MaxPoolBackward, spec, bindings, extent, label)))
                 }
                 Layer::AvgPool2d(_) => {
                     let px = part(iw, t.pool_strip);
                     let spec = spec.u32("PX", px).flag("MASK", mask);
                     let mut bindings = vec![(0, Chunk), (2, Gradient(out)), (3, Gradient(into))];
                     if mask {
-                        bindings.push((4, x));
+                        bindings.push((4, gate(i)));
                     }
                     let tiles = ic * ih * iw.div_ceil(px);
-                    let extent = Extent::Tiles {
-                        tiles,
-                        rows_per_workgroup: t.workgroup,
-                        of: Count::GradRows,
-                    };
+                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows };
                     let label = format!("avgpool_backward (layer {i})");
-                    Some((
-                        into,
-                        dispatch(Kernel::AvgPoolBackward, spec, bindings, extent, label),
-                    ))
+                    Some((into, dispatch(Kernel::AvgPoolBackward, spec, bindings, extent, label)))
                 }
             };
             match step {
@@ -701,52 +672,34 @@ impl Program {
 
         let mut finish = None;
         match purpose {
-            Purpose::Attribution => {
+            Purpose::Attribution { .. } => {
+                // Diagnostics first: IDG's accumulation weighs each row by the dF/dalpha they compute.
                 let input_gradient = Gradient(gradient_of[0]);
-                dispatches.push(dispatch(
-                    Kernel::Accumulate,
-                    elementwise(dim),
-                    vec![
-                        (0, Chunk),
-                        (2, input_gradient),
-                        (3, Rows),
-                        (4, Spans),
-                        (5, Total),
-                    ],
-                    Extent::Invocations {
-                        per: dim,
-                        of: Count::Spans,
-                    },
-                    "accumulate".into(),
-                ));
                 dispatches.push(dispatch(
                     Kernel::Diagnostics,
                     elementwise(dim).u32("CLASSES", classes),
-                    vec![
-                        (0, Chunk),
-                        (2, input_gradient),
-                        (3, logits),
-                        (4, Rows),
-                        (5, Images),
-                    ],
+                    vec![(0, Chunk), (2, input_gradient), (3, logits), (4, Rows), (5, Images)],
                     Extent::Workgroups { of: Count::Rows },
                     "diagnostics".into(),
+                ));
+                dispatches.push(dispatch(
+                    Kernel::Accumulate,
+                    elementwise(dim),
+                    vec![(0, Chunk), (2, input_gradient), (3, Rows), (4, Spans), (5, Total)],
+                    Extent::Invocations { per: dim, of: Count::Spans },
+                    "accumulate".into(),
                 ));
                 finish = Some(dispatch(
                     Kernel::Finish,
                     elementwise(dim),
-                    vec![(0, Chunk), (2, Images), (4, Total)],
-                    Extent::Invocations {
-                        per: dim,
-                        of: Count::Images,
-                    },
+                    vec![(0, Chunk), (2, Images), (3, Total), (4, SlotWeights), (5, Attributions)],
+                    Extent::Invocations { per: dim, of: Count::Images },
                     "finish".into(),
                 ));
             }
             Purpose::Training { adam } => {
                 for (i, &len) in params_lens.iter().enumerate().filter(|(_, l)| **l > 0) {
-                    let mut bindings =
-                        vec![(0, Step), (1, Params(i)), (2, Grads(i)), (3, Moment(i, 0))];
+                    let mut bindings = vec![(0, Step), (1, Params(i)), (2, Grads(i)), (3, Moment(i, 0))];
                     if adam {
                         bindings.push((4, Moment(i, 1)));
                     }
@@ -755,10 +708,7 @@ impl Program {
                         kernel,
                         elementwise(len),
                         bindings,
-                        Extent::Invocations {
-                            per: len,
-                            of: Count::One,
-                        },
+                        Extent::Invocations { per: len, of: Count::One },
                         format!("{} (layer {i})", kernel.name()),
                     ));
                 }
@@ -767,11 +717,15 @@ impl Program {
         for d in dispatches.iter_mut().chain(finish.as_mut()) {
             (d.flops_per_row, d.bytes_per_row) = cost(d, shapes);
         }
+        let mask_lens = (0..n).filter(|&i| masks[i].is_some()).map(|i| shapes[i].len()).collect();
         Program {
             dispatches,
             finish,
             activation_lens,
             argmax_lens,
+            argmax_windows,
+            mask_lens,
+            soft,
             gradient_len: shapes.iter().map(|s| s.len()).max().unwrap(),
             partial_len,
             params_lens,
@@ -796,12 +750,16 @@ impl Program {
         match slot {
             Slot::Chunk | Slot::Step | Slot::Params(_) => 0,
             Slot::Images => f(2 * sizes.images * self.dim),
-            Slot::Total => f(sizes.images * self.dim),
-            Slot::Diagnostics => f(8 * sizes.group_rows),
-            Slot::Rows => f(8 * rows),
+            Slot::Total => f(sizes.images * sizes.slots * self.dim),
+            Slot::SlotWeights => f(sizes.images * sizes.slots),
+            Slot::Attributions => f(sizes.images * self.dim),
+            Slot::Diagnostics => f(12 * sizes.group_rows),
+            Slot::Rows => f(12 * rows),
             Slot::Spans => f(4 * rows),
-            Slot::Activation(i) => f(rows * self.activation_lens[i]),
-            Slot::Argmax(i) => f(rows * self.argmax_lens[i]),
+            // Soft kernels keep each row's tangents in a second block of rows.
+            Slot::Activation(i) => f(rows * self.activation_lens[i] * if self.soft { 2 } else { 1 }),
+            Slot::Argmax(i) => f(rows * self.argmax_lens[i] * if self.soft { self.argmax_windows[i] } else { 1 }),
+            Slot::Mask(i) => f(rows * self.mask_lens[i]),
             Slot::Gradient(_) => f(rows * self.gradient_len),
             Slot::Labels => f(rows),
             Slot::Losses => f(2 * rows),

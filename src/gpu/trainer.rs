@@ -46,6 +46,7 @@ impl Trainer {
             rows: batch,
             images: 0,
             group_rows: 0,
+            slots: 0,
         })?;
         let widest = compiled
             .program

@@ -8,6 +8,7 @@ pub mod conv2d;
 pub mod linear;
 pub mod pool;
 pub mod relu;
+pub mod soft;
 
 use crate::model::{Layer, Params, Shape};
 
@@ -28,6 +29,14 @@ impl From<&Params> for Params64 {
 }
 
 impl Params64 {
+    /// The same weights without the bias (the map that carries tangents).
+    pub fn without_bias(&self) -> Params64 {
+        Params64 {
+            weight: self.weight.clone(),
+            bias: Vec::new(),
+        }
+    }
+
     /// Bias of output `o`, zero for a layer without bias.
     pub fn bias(&self, o: usize) -> f64 {
         self.bias.get(o).copied().unwrap_or(0.0)

@@ -7,7 +7,7 @@ use crate::model::Pool2d;
 
 /// Calls `f(out_index, in_index)` for every valid input position of every output window; padded
 /// positions are skipped.
-fn windows(
+pub(crate) fn windows(
     p: &Pool2d,
     [c, ih, iw]: [usize; 3],
     [_, oh, ow]: [usize; 3],

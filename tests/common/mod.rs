@@ -43,3 +43,32 @@ pub fn unfused(model: &Model) -> Engine {
     };
     Engine::new(gpu(), model, options).unwrap()
 }
+
+/// A round driver that runs the given plans once, all into accumulator 0 with weight 1.
+pub struct OneRound {
+    pub plans: Vec<gig::schedule::PathPlan>,
+    pub done: bool,
+}
+
+impl gig::backend::RoundDriver for OneRound {
+    fn next(
+        &mut self,
+        images: std::ops::Range<usize>,
+        _last: Option<&gig::Evaluation>,
+    ) -> gig::Result<Option<Vec<gig::schedule::PathPlan>>> {
+        if self.done {
+            self.done = false;
+            return Ok(None);
+        }
+        self.done = true;
+        Ok(Some(self.plans[images].to_vec()))
+    }
+
+    fn weights(&mut self, images: std::ops::Range<usize>) -> Vec<Vec<f64>> {
+        vec![vec![1.0]; images.len()]
+    }
+
+    fn max_points(&self) -> usize {
+        self.plans.iter().map(|p| p.gradient.len() + p.forward.len()).max().unwrap_or(1)
+    }
+}
