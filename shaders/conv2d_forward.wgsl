@@ -1,26 +1,20 @@
 // Conv2d forward, with the bias, optionally the ReLU after it (flag RELU) and optionally the max-pool
 // after that (flag POOL: windows of KPH x KPW with the same stride and no padding), so that the conv's
 // own output is never stored.
-// With SOFT the conv also carries the tangent rows (without the bias), the ReLU stores each value's open
-// share of the cell (MASK_OUT), and the pool stores each window element's share as the maximum instead
-// of the maximum's position (see common.wgsl).
+// With SOFT the conv also carries the tangent rows (without the bias) and the ReLU stores each value's
+// open share of the cell (MASK_OUT; see common.wgsl). Soft programs pool in a pass of their own.
 // Lanes are rows; each workgroup computes one tile for WORKGROUP_SIZE rows: OCB output channels times
 // PX neighbouring outputs (pooled outputs with POOL) of one output row. Each input value loaded serves
 // OCB * KW products and each weight (read at a uniform address) PX products or more.
 // Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, OCB, PX,
-// with POOL also KPH, KPW, POOL_H, POOL_W, WIN. `param(i)` reads the weights [OUT_C, IN_C, KH, KW], then
+// with POOL also KPH, KPW, POOL_H, POOL_W. `param(i)` reads the weights [OUT_C, IN_C, KH, KW], then
 // the bias [OUT_C].
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 //#if POOL
-//#if SOFT
-// WIN shares per pooled output.
-@group(0) @binding(4) var<storage, read_write> argmax: array<f32>;
-//#else
 @group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
-//#endif
 
 // A tile is KPH conv rows by PX * KPW conv columns: PX windows of one pooled row.
 const TILE_H: u32 = KPH;
@@ -147,27 +141,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             // The first maximum in row-major window order, as max-pooling in PyTorch.
             var best = 0.0;
             var best_at = NONE;
-//#if SOFT
-            var lines: array<f32, WIN>;
-            var slopes: array<f32, WIN>;
-            var best_slope = 0.0;
-//#endif
             for (var dy = 0u; dy < KPH; dy++) {
                 for (var dx = 0u; dx < KPW; dx++) {
                     var v = acc[c][dy][p * KPW + dx] + b;
-//#if SOFT
-                    lines[dy * KPW + dx] = v;
-                    slopes[dy * KPW + dx] = tacc[c][dy][p * KPW + dx];
-//#endif
 //#if RELU
                     v = max(v, 0.0);
 //#endif
                     if (best_at == NONE || v > best) {
                         best = v;
                         best_at = (oc * OUT_H + oy0 + dy) * OUT_W + px * KPW + dx;
-//#if SOFT
-                        best_slope = tacc[c][dy][p * KPW + dx];
-//#endif
                     }
                 }
             }
@@ -177,23 +159,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#endif
             let o = (oc * POOL_H + gy) * POOL_W + px;
             output[r * STORED + o] = best;
-//#if SOFT
-            output[(chunk.rows + r) * STORED + o] = select(0.0, best_slope, best_at != NONE);
-            var valid: array<bool, WIN>;
-            for (var k = 0u; k < WIN; k++) {
-                valid[k] = true;
-            }
-//#if RELU
-            let share = window_shares(lines, slopes, valid, true);
-//#else
-            let share = window_shares(lines, slopes, valid, false);
-//#endif
-            for (var k = 0u; k < WIN; k++) {
-                argmax[(r * STORED + o) * WIN + k] = share[k];
-            }
-//#else
             argmax[r * STORED + o] = best_at;
-//#endif
         }
 //#else
         for (var p = 0u; p < PX; p++) {

@@ -4,8 +4,8 @@
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::schedule::{PathPlan, Point};
-use std::ops::Range;
 use serde::Serialize;
+use std::ops::Range;
 
 /// Images to explain, each flattened to `dim = C * H * W` values.
 #[derive(Clone, Debug)]
@@ -201,7 +201,11 @@ pub trait RoundDriver {
     /// The next round's plans for the images `images` of the batch (one plan each, gradient points
     /// naming their accumulator in `PathPlan::slots`), given the last round's results for the same images
     /// (indexed from 0; None before the first round); None when the images are done.
-    fn next(&mut self, images: Range<usize>, last: Option<&Evaluation>) -> Result<Option<Vec<PathPlan>>>;
+    fn next(
+        &mut self,
+        images: Range<usize>,
+        last: Option<&Evaluation>,
+    ) -> Result<Option<Vec<PathPlan>>>;
 
     /// The weight of each accumulator of each image in `images`, once they are done.
     fn weights(&mut self, images: Range<usize>) -> Vec<Vec<f64>>;
@@ -219,7 +223,12 @@ pub trait Backend {
 
     /// Multi-round evaluation as `driver` decides: returns the attributions, (x - b) times the weighted
     /// sum of each image's accumulators, and what ran.
-    fn rounds(&mut self, batch: &Batch, options: RoundOptions, driver: &mut dyn RoundDriver) -> Result<Evaluation>;
+    fn rounds(
+        &mut self,
+        batch: &Batch,
+        options: RoundOptions,
+        driver: &mut dyn RoundDriver,
+    ) -> Result<Evaluation>;
 
     /// The logits of each image (`inputs` holds whole images, `model.input_len()` values each).
     fn logits(&mut self, inputs: &[f32]) -> Result<Vec<Vec<f64>>>;
@@ -252,7 +261,9 @@ pub fn check_plans(batch: &Batch, plans: &[PathPlan]) -> Result<()> {
             )));
         }
         let n = p.gradient.len();
-        if (!p.cells.is_empty() && p.cells.len() != n) || (!p.slots.is_empty() && p.slots.len() != n) {
+        if (!p.cells.is_empty() && p.cells.len() != n)
+            || (!p.slots.is_empty() && p.slots.len() != n)
+        {
             return Err(Error::Input(format!(
                 "image {i}: cells or slots do not match the gradient points"
             )));

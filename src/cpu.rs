@@ -3,7 +3,9 @@
 //! It is the oracle of the tests and `--backend cpu` of the CLI; images run in parallel (rayon), each
 //! image's points in order, so results do not depend on the thread count.
 
-use crate::backend::{Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_plans, probe_weight};
+use crate::backend::{
+    Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_plans, probe_weight,
+};
 use crate::error::{Error, Result};
 use crate::model::{Layer, Model};
 use crate::ops::{self, Params64};
@@ -168,20 +170,32 @@ impl CpuBackend {
                             .map(|(&z, &dz)| ops::soft::shares(&[z], &[dz], half, true)[0]);
                         t.relu_shares[i] = Some(s.collect());
                     }
-                    a.iter().zip(d).map(|(&z, &dz)| if z > 0.0 { dz } else { 0.0 }).collect()
+                    a.iter()
+                        .zip(d)
+                        .map(|(&z, &dz)| if z > 0.0 { dz } else { 0.0 })
+                        .collect()
                 }
                 Layer::MaxPool2d(p) => {
                     // Lines of the window: the ReLU's inputs when it feeds this pool, else this input.
                     let relu = i > 0 && self.absorbed(i - 1);
-                    let (lv, ld) = if relu { (&t.acts[i - 1], &t.tangents[i - 1]) } else { (a, d) };
+                    let (lv, ld) = if relu {
+                        (&t.acts[i - 1], &t.tangents[i - 1])
+                    } else {
+                        (a, d)
+                    };
                     let mut windows: Vec<Vec<usize>> = vec![Vec::new(); shapes[i + 1].len()];
-                    ops::pool::windows(p, shapes[i].chw(), shapes[i + 1].chw(), |o, j| windows[o].push(j));
+                    ops::pool::windows(p, shapes[i].chw(), shapes[i + 1].chw(), |o, j| {
+                        windows[o].push(j)
+                    });
                     let shares = windows
                         .iter()
                         .map(|w| {
                             let v: Vec<f64> = w.iter().map(|&j| lv[j]).collect();
                             let vd: Vec<f64> = w.iter().map(|&j| ld[j]).collect();
-                            w.iter().copied().zip(ops::soft::shares(&v, &vd, half, relu)).collect()
+                            w.iter()
+                                .copied()
+                                .zip(ops::soft::shares(&v, &vd, half, relu))
+                                .collect()
                         })
                         .collect();
                     t.pool_shares[i] = Some(shares);
@@ -203,7 +217,13 @@ impl CpuBackend {
     /// The logit `target` at `x` and its gradient over the cell of path points `x + t dx`, with
     /// `|t| <= cell / 2`: the gradient with every ReLU mask and max-pool choice replaced by its share of
     /// the cell. A cell of 0 gives the ordinary gradient at `x`.
-    pub fn cell_gradient(&self, x: &[f64], dx: &[f64], cell: f64, target: usize) -> (f64, Vec<f64>) {
+    pub fn cell_gradient(
+        &self,
+        x: &[f64],
+        dx: &[f64],
+        cell: f64,
+        target: usize,
+    ) -> (f64, Vec<f64>) {
         let t = self.trace(x, dx, cell / 2.0);
         let shapes = self.model.shapes();
         let layers = self.model.layers();
@@ -224,7 +244,14 @@ impl CpuBackend {
                     }
                     gin
                 }
-                layer => ops::backward(layer, shapes[i], shapes[i + 1], self.params[i].as_ref(), &t.acts[i], &grad),
+                layer => ops::backward(
+                    layer,
+                    shapes[i],
+                    shapes[i + 1],
+                    self.params[i].as_ref(),
+                    &t.acts[i],
+                    &grad,
+                ),
             };
         }
         (t.acts[layers.len()][target], grad)
@@ -232,7 +259,15 @@ impl CpuBackend {
 
     /// One image's points: diagnostics, and each gradient point's weighted gradient added to its
     /// accumulator (times dF/dalpha with `idg`).
-    fn run_image(&self, x: &[f64], b: &[f64], target: usize, plan: &PathPlan, idg: bool, acc: &mut [Vec<f64>]) -> ImageResult {
+    fn run_image(
+        &self,
+        x: &[f64],
+        b: &[f64],
+        target: usize,
+        plan: &PathPlan,
+        idg: bool,
+        acc: &mut [Vec<f64>],
+    ) -> ImageResult {
         let dx: Vec<f64> = x.iter().zip(b).map(|(x, b)| x - b).collect();
         let mut r = ImageResult::default();
         for k in 0..plan.gradient.len() {
@@ -245,9 +280,11 @@ impl CpuBackend {
                 *t += w * g;
             }
             r.gradient_f.push(f);
-            r.gradient_norm.push(g.iter().map(|v| v * v).sum::<f64>().sqrt());
+            r.gradient_norm
+                .push(g.iter().map(|v| v * v).sum::<f64>().sqrt());
             r.gradient_slope.push(slope);
-            r.gradient_probe.push(g.iter().enumerate().map(|(d, g)| g * probe_weight(d)).sum());
+            r.gradient_probe
+                .push(g.iter().enumerate().map(|(d, g)| g * probe_weight(d)).sum());
         }
         r.forward_f = plan
             .forward
@@ -258,15 +295,28 @@ impl CpuBackend {
     }
 
     /// Runs the plans of images `images` in parallel into their accumulators; returns the diagnostics.
-    fn run(&self, batch: &Batch, images: std::ops::Range<usize>, plans: &[PathPlan], idg: bool, acc: &mut [Vec<Vec<f64>>]) -> Evaluation {
+    fn run(
+        &self,
+        batch: &Batch,
+        images: std::ops::Range<usize>,
+        plans: &[PathPlan],
+        idg: bool,
+        acc: &mut [Vec<Vec<f64>>],
+    ) -> Evaluation {
         let dim = batch.dim;
         let results: Vec<ImageResult> = acc
             .par_iter_mut()
             .enumerate()
             .map(|(i, acc)| {
                 let k = images.start + i;
-                let x: Vec<f64> = batch.inputs[k * dim..(k + 1) * dim].iter().map(|&v| v as f64).collect();
-                let b: Vec<f64> = batch.baselines[k * dim..(k + 1) * dim].iter().map(|&v| v as f64).collect();
+                let x: Vec<f64> = batch.inputs[k * dim..(k + 1) * dim]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect();
+                let b: Vec<f64> = batch.baselines[k * dim..(k + 1) * dim]
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect();
                 self.run_image(&x, &b, batch.targets[k], &plans[i], idg, acc)
             })
             .collect();
@@ -294,7 +344,8 @@ impl CpuBackend {
         (0..dim)
             .map(|d| {
                 let sum: f64 = acc.iter().zip(weights).map(|(a, w)| w * a[d]).sum();
-                (f64::from(batch.inputs[k * dim + d]) - f64::from(batch.baselines[k * dim + d])) * sum
+                (f64::from(batch.inputs[k * dim + d]) - f64::from(batch.baselines[k * dim + d]))
+                    * sum
             })
             .collect()
     }
@@ -305,7 +356,10 @@ pub fn path_point(x: &[f64], b: &[f64], alpha: f64) -> Vec<f64> {
     if alpha == 1.0 {
         return x.to_vec();
     }
-    x.iter().zip(b).map(|(&x, &b)| b + alpha * (x - b)).collect()
+    x.iter()
+        .zip(b)
+        .map(|(&x, &b)| b + alpha * (x - b))
+        .collect()
 }
 
 /// One image's share of an [`Evaluation`].
@@ -334,7 +388,12 @@ impl Backend for CpuBackend {
         Ok(out)
     }
 
-    fn rounds(&mut self, batch: &Batch, options: RoundOptions, driver: &mut dyn RoundDriver) -> Result<Evaluation> {
+    fn rounds(
+        &mut self,
+        batch: &Batch,
+        options: RoundOptions,
+        driver: &mut dyn RoundDriver,
+    ) -> Result<Evaluation> {
         let dim = batch.dim;
         let (slots, idg) = (options.slots.max(1), options.idg);
         let mut out = Evaluation::zeros(&vec![PathPlan::forward(Vec::new()); batch.len()], dim);
@@ -352,7 +411,11 @@ impl Backend for CpuBackend {
             out.stats.groups += 1;
             while let Some(plans) = driver.next(group.clone(), last.as_ref())? {
                 if plans.len() != group.len() {
-                    return Err(Error::Input(format!("{} plans for {} images", plans.len(), group.len())));
+                    return Err(Error::Input(format!(
+                        "{} plans for {} images",
+                        plans.len(),
+                        group.len()
+                    )));
                 }
                 if let Some(p) = plans.iter().find(|p| p.slots.iter().any(|&s| s >= slots)) {
                     return Err(Error::Input(format!(

@@ -12,6 +12,7 @@
 //! # Ok::<(), gig::Error>(())
 //! ```
 
+pub mod adaptive;
 pub mod backend;
 pub mod baseline;
 pub mod cpu;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod gpu;
 pub mod heatmap;
 pub mod ig;
+pub mod method;
 pub mod model;
 pub mod ops;
 pub mod optim;

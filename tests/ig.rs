@@ -392,7 +392,10 @@ fn soft_kernels_match_the_cpu_twin() {
             "conv(1,4,3,p1) relu maxpool2 conv(4,5,3,p1) relu conv(5,4,3) relu maxpool(3,s2,p1) flatten linear(16,8) relu linear(8,4)",
             [1, 12, 12],
         ),
-        ("relu conv(2,3,3,s2,p1) relu avgpool2 relu flatten linear(12,5)", [2, 9, 8]),
+        (
+            "relu conv(2,3,3,s2,p1) relu avgpool2 relu flatten linear(12,5)",
+            [2, 9, 8],
+        ),
     ] {
         let model = Model::random_from_arch(arch, shape, 12).unwrap();
         let b = batch(&model, 3, 110);
@@ -404,8 +407,15 @@ fn soft_kernels_match_the_cpu_twin() {
         // Cells of width zero are points: the soft kernels then give the ordinary gradient.
         let mut points = cells(10);
         points.cells = vec![0.0; 10];
-        let options = gig::backend::RoundOptions { slots: 1, idg: false, soft: true };
-        let mut one = OneRound { plans: vec![points; 3], done: false };
+        let options = gig::backend::RoundOptions {
+            slots: 1,
+            idg: false,
+            soft: true,
+        };
+        let mut one = OneRound {
+            plans: vec![points; 3],
+            done: false,
+        };
         let soft_points = engine(&model).rounds(&b, options, &mut one).unwrap();
         let hard = engine(&model).evaluate(&b, &one.plans).unwrap();
         let err = rel_l2(&soft_points.attributions, &hard.attributions);

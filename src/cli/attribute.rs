@@ -2,8 +2,8 @@
 
 use super::{DeviceArgs, load_model};
 use gig::backend::Batch;
-use gig::quadrature::Rule;
-use gig::{Baseline, Error, Result, Target, Tensor, heatmap, integrated_gradients};
+use gig::method::{self, Method, Settings};
+use gig::{Baseline, Error, Result, Target, Tensor, heatmap};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -24,12 +24,21 @@ pub struct Args {
     /// zero, a constant VALUE, blur[:SIGMA], noise[:SEED] or FILE.npy
     #[arg(long, default_value = "zero")]
     baseline: String,
-    /// riemann_left, riemann_right, riemann_middle, riemann_trapezoid or gausslegendre
+    /// riemann_left, riemann_right, riemann_middle, riemann_trapezoid, gausslegendre (Captum's rules),
+    /// adaptive (probe-shaped soft cells with refinement), split (Split IG) or idg (Integrated Decision
+    /// Gradients)
     #[arg(long, default_value = "gausslegendre")]
     method: String,
-    /// Gradient evaluations per image
+    /// Gradient evaluations per image; for adaptive, split and idg the budget in gradient-evaluation
+    /// equivalents (a forward-only probe point counts 1/3, a soft cell 4/3)
     #[arg(long, default_value_t = 50)]
     steps: usize,
+    /// adaptive: stop refining once the estimated relative L2 error is below this
+    #[arg(long)]
+    tolerance: Option<f64>,
+    /// split: cut the path where F first reaches F(b) + RATIO (F(x) - F(b)); in (0, 1)
+    #[arg(long, default_value_t = 0.9)]
+    split_ratio: f64,
     /// Write a signed heatmap PNG (input beside its attribution map, one row per image)
     #[arg(long)]
     heatmap: Option<PathBuf>,
@@ -41,8 +50,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let rule = Rule::parse(&args.method)?;
-    let quadrature = rule.nodes(args.steps)?;
+    let method = Method::parse(&args.method)?;
+    let settings = Settings {
+        steps: args.steps,
+        tolerance: args.tolerance,
+        split_ratio: args.split_ratio,
+    };
     let target = Target::parse(&args.target)?;
     let baseline = Baseline::parse(&args.baseline)?;
     let model = load_model(&args.model)?;
@@ -52,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut backend = args.device.backend(&model)?;
     let targets = target.resolve(backend.as_mut(), &inputs.data, n)?;
     let batch = Batch::new(&model, inputs.data.clone(), baselines.data, targets)?;
-    let ig = integrated_gradients(backend.as_mut(), &batch, &quadrature)?;
+    let ig = method::explain(backend.as_mut(), &batch, method, &settings)?;
 
     let values: Vec<f32> = ig.values.iter().map(|&v| v as f32).collect();
     Tensor::new(inputs.shape.clone(), values.clone())?.write_npy(&args.out)?;
@@ -61,31 +74,40 @@ pub fn run(args: Args) -> Result<()> {
     }
     for r in &ig.images {
         if args.json {
-            let line = json!({
-                "image": r.image,
-                "target": r.target,
-                "method": rule.name(),
-                "steps": args.steps,
-                "f_input": r.f_input,
-                "f_baseline": r.f_baseline,
-                "attribution_sum": r.attribution_sum,
-                "delta": r.delta,
-                "path": r.path,
-                "run": ig.stats,
-            });
+            let mut line = serde_json::to_value(r).map_err(|e| Error::Input(e.to_string()))?;
+            line["steps"] = json!(args.steps);
+            line["run"] = json!(ig.stats);
             println!("{line}");
         } else {
             println!(
-                "image {}: target {}  F(x) {:.6}  F(b) {:.6}  sum {:.6}  delta {:.3e}",
-                r.image, r.target, r.f_input, r.f_baseline, r.attribution_sum, r.delta
+                "image {}: target {}  F(x) {:.6}  F(b) {:.6}  sum {:.6}  {} {:.6}  delta {:.3e}  ({} gradient + {} forward evaluations{})",
+                r.image,
+                r.target,
+                r.f_input,
+                r.f_baseline,
+                r.attribution_sum,
+                r.completeness,
+                r.expected_sum,
+                r.delta,
+                r.gradient_evaluations,
+                r.forward_evaluations,
+                r.error_estimate
+                    .map(|e| format!(", error estimate {e:.2e}"))
+                    .unwrap_or_default()
             );
+            if let Some(s) = &r.split {
+                println!(
+                    "  split at alpha {:.4} (F {:.6}): left sum {:.6}, right sum {:.6}, left + right - (F(x) - F(b)) {:.3e}",
+                    s.alpha, s.f_cut, s.left_sum, s.right_sum, s.total_delta
+                );
+            }
         }
     }
     if !args.json {
         let s = &ig.stats;
         println!(
             "{} {} steps on {} ({}): {} chunk(s), {} dispatches, {} submission(s), {} readback(s); wrote {}",
-            rule.name(),
+            method.name(),
             args.steps,
             s.device,
             s.backend,

@@ -6,7 +6,9 @@ use super::compiled::{Compiled, KernelTime, Readback};
 use super::context::Gpu;
 use super::layout::{ChunkUniform, RowEntry, SpanEntry};
 use super::program::{Count, Extent, Program, Purpose, Sizes, Slot, Tiling};
-use crate::backend::{Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_finite, check_plans};
+use crate::backend::{
+    Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_finite, check_plans,
+};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::schedule::{Capacity, Chunk, PathPlan, Point, Schedule};
@@ -94,7 +96,9 @@ impl Engine {
                 limits.max_storage_buffers_per_shader_stage
             )));
         }
-        let tiling = options.tiling.unwrap_or_else(|| Tiling::for_adapter(&gpu.info));
+        let tiling = options
+            .tiling
+            .unwrap_or_else(|| Tiling::for_adapter(&gpu.info));
         let mut engine = Engine {
             programs: [None, None],
             active: 0,
@@ -114,7 +118,13 @@ impl Engine {
         if self.programs[k].is_none() {
             let max_uniform = self.gpu.limits().max_uniform_buffer_binding_size;
             let purpose = Purpose::Attribution { soft };
-            let program = Program::new(&self.model, &self.tiling, purpose, self.options.fuse, max_uniform);
+            let program = Program::new(
+                &self.model,
+                &self.tiling,
+                purpose,
+                self.options.fuse,
+                max_uniform,
+            );
             self.programs[k] = Some(Compiled::new(&self.gpu, &self.model, program)?);
         }
         self.active = k;
@@ -195,8 +205,15 @@ impl Engine {
                 4 * dim * slots
             )));
         }
-        let one_row = Sizes { rows: 1, ..Sizes::default() };
-        let per_row: Vec<u64> = p.slots().into_iter().map(|s| p.slot_bytes(s, one_row)).collect();
+        let one_row = Sizes {
+            rows: 1,
+            ..Sizes::default()
+        };
+        let per_row: Vec<u64> = p
+            .slots()
+            .into_iter()
+            .map(|s| p.slot_bytes(s, one_row))
+            .collect();
         let widest_row = per_row.iter().copied().max().unwrap_or(1).max(1);
         let row_bytes: u64 = per_row.iter().sum::<u64>().max(1);
         // Rows per dispatch are bounded by the widest grid: the most workgroups per row of any dispatch.
@@ -276,7 +293,12 @@ impl Engine {
                 let (alpha, weight, cell, slot) = match row.point {
                     Point::Gradient(k) => {
                         let slot = if r.slots > 1 { plan.slot(k) } else { 0 };
-                        (plan.gradient.alphas[k], plan.gradient.weights[k], plan.cell(k), slot)
+                        (
+                            plan.gradient.alphas[k],
+                            plan.gradient.weights[k],
+                            plan.cell(k),
+                            slot,
+                        )
                     }
                     Point::Forward(k) => (plan.forward[k], 0.0, 0.0, 0),
                 };
@@ -312,9 +334,13 @@ impl Engine {
         };
         let c = self.compiled();
         c.write_chunk(&uniform);
-        c.gpu.queue.write_buffer(c.buffer(Slot::Rows), 0, bytemuck::cast_slice(&rows));
+        c.gpu
+            .queue
+            .write_buffer(c.buffer(Slot::Rows), 0, bytemuck::cast_slice(&rows));
         if !spans.is_empty() {
-            c.gpu.queue.write_buffer(c.buffer(Slot::Spans), 0, bytemuck::cast_slice(&spans));
+            c.gpu
+                .queue
+                .write_buffer(c.buffer(Slot::Spans), 0, bytemuck::cast_slice(&spans));
         }
         uniform
     }
@@ -325,7 +351,11 @@ impl Engine {
             .iter()
             .flat_map(|w| (0..r.slots).map(move |s| w.get(s).copied().unwrap_or(0.0) as f32))
             .collect();
-        self.gpu.queue.write_buffer(self.compiled().buffer(Slot::SlotWeights), 0, bytemuck::cast_slice(&flat));
+        self.gpu.queue.write_buffer(
+            self.compiled().buffer(Slot::SlotWeights),
+            0,
+            bytemuck::cast_slice(&flat),
+        );
     }
 
     /// Runs one round for a group of images, chunk by chunk. Returns the round's diagnostics (images
@@ -350,7 +380,8 @@ impl Engine {
             let range = r.group.start * dim..r.group.end * dim;
             let mut both = bytemuck::cast_slice::<f32, u8>(&r.batch.inputs[range.clone()]).to_vec();
             both.extend(bytemuck::cast_slice::<f32, u8>(&r.batch.baselines[range]));
-            gpu.queue.write_buffer(self.compiled().buffer(Slot::Images), 0, &both);
+            gpu.queue
+                .write_buffer(self.compiled().buffer(Slot::Images), 0, &both);
         }
         if let Some(w) = r.finish {
             self.write_weights(r, w);
@@ -369,7 +400,11 @@ impl Engine {
                 encoder.clear_buffer(self.compiled().buffer(Slot::Total), 0, None);
             }
             let with_finish = last && r.finish.is_some();
-            let used = self.compiled().encode(&mut encoder, 0..finish + usize::from(with_finish), &uniform);
+            let used = self.compiled().encode(
+                &mut encoder,
+                0..finish + usize::from(with_finish),
+                &uniform,
+            );
             stats.dispatches += used.len();
             stats.chunks += 1;
             stats.gradient_rows += chunk.gradient_rows;
@@ -379,7 +414,11 @@ impl Engine {
             if let Some(all) = logits.as_deref_mut() {
                 // Forward-only runs (predictions) read each chunk's logits instead of attributions.
                 let bytes = 4 * (chunk.rows.len() * classes) as u64;
-                let v = readback.read(&gpu, encoder, &[(self.compiled().buffer(logits_slot), bytes)])?;
+                let v = readback.read(
+                    &gpu,
+                    encoder,
+                    &[(self.compiled().buffer(logits_slot), bytes)],
+                )?;
                 stats.readbacks += 1;
                 all.extend(v.chunks(classes).map(<[f32]>::to_vec));
                 self.compiled_mut().collect_profile(&used, &uniform)?;
@@ -401,7 +440,10 @@ impl Engine {
             let table_bytes = group.rows as u64 * row_bytes;
             let mut sources = vec![(self.compiled().buffer(Slot::Diagnostics), table_bytes)];
             if with_finish {
-                sources.push((self.compiled().buffer(Slot::Attributions), 4 * (r.group.len() * dim) as u64));
+                sources.push((
+                    self.compiled().buffer(Slot::Attributions),
+                    4 * (r.group.len() * dim) as u64,
+                ));
             }
             let v = readback.read(&gpu, encoder, &sources)?;
             stats.readbacks += 1;
@@ -421,7 +463,12 @@ impl Engine {
     }
 
     /// The attributions of a group from its accumulators (a submission of its own, after rounds).
-    fn finish_group(&mut self, r: &Round<'_>, weights: &[Vec<f64>], stats: &mut RunStats) -> Result<Vec<f32>> {
+    fn finish_group(
+        &mut self,
+        r: &Round<'_>,
+        weights: &[Vec<f64>],
+        stats: &mut RunStats,
+    ) -> Result<Vec<f32>> {
         self.write_weights(r, weights);
         let uniform = ChunkUniform {
             images: r.group.len() as u32,
@@ -432,12 +479,18 @@ impl Engine {
         let gpu = self.gpu.clone();
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let finish = self.program().dispatches.len();
-        let used = self.compiled().encode(&mut encoder, finish..finish + 1, &uniform);
+        let used = self
+            .compiled()
+            .encode(&mut encoder, finish..finish + 1, &uniform);
         stats.dispatches += used.len();
         stats.submissions += 1;
         stats.readbacks += 1;
         let bytes = 4 * (r.group.len() * r.batch.dim) as u64;
-        let v = self.readback.as_ref().unwrap().read(&gpu, encoder, &[(self.compiled().buffer(Slot::Attributions), bytes)])?;
+        let v = self.readback.as_ref().unwrap().read(
+            &gpu,
+            encoder,
+            &[(self.compiled().buffer(Slot::Attributions), bytes)],
+        )?;
         self.compiled_mut().collect_profile(&used, &uniform)?;
         Ok(v)
     }
@@ -451,14 +504,26 @@ impl Engine {
     }
 
     /// Evaluates plans in one round per group of images; with `logits`, returns every row's logits.
-    fn run(&mut self, batch: &Batch, plans: &[PathPlan], mut logits: Option<&mut Vec<Vec<f32>>>) -> Result<Evaluation> {
+    fn run(
+        &mut self,
+        batch: &Batch,
+        plans: &[PathPlan],
+        mut logits: Option<&mut Vec<Vec<f32>>>,
+    ) -> Result<Evaluation> {
         check_plans(batch, plans)?;
         // Points that stand for cells need the soft kernels.
         self.activate(plans.iter().any(|p| p.cells.iter().any(|&c| c != 0.0)))?;
         let dim = batch.dim;
-        let points = plans.iter().map(|p| p.gradient.len() + p.forward.len()).max().unwrap_or(1);
+        let points = plans
+            .iter()
+            .map(|p| p.gradient.len() + p.forward.len())
+            .max()
+            .unwrap_or(1);
         let capacity = self.capacity(1, points)?;
-        let scope = self.gpu().device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = self
+            .gpu()
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
         let mut out = Evaluation::zeros(plans, dim);
         out.stats = self.stats();
         let ones = vec![vec![1.0]; capacity.images_per_group];
@@ -471,9 +536,19 @@ impl Engine {
                 slots: 1,
                 idg: false,
                 fresh: true,
-                finish: if logits.is_some() { None } else { Some(&ones[..group.len()]) },
+                finish: if logits.is_some() {
+                    None
+                } else {
+                    Some(&ones[..group.len()])
+                },
             };
-            let schedule = Schedule::new(round.plans, Capacity { images_per_group: group.len(), ..capacity });
+            let schedule = Schedule::new(
+                round.plans,
+                Capacity {
+                    images_per_group: group.len(),
+                    ..capacity
+                },
+            );
             self.ensure(Sizes {
                 rows: schedule.max_chunk_rows(),
                 images: group.len(),
@@ -481,10 +556,14 @@ impl Engine {
                 slots: 1,
             })?;
             out.stats.groups += 1;
-            let (eval, attributions) = self.run_round(&round, capacity, &mut out.stats, logits.as_deref_mut())?;
+            let (eval, attributions) =
+                self.run_round(&round, capacity, &mut out.stats, logits.as_deref_mut())?;
             out.merge(group.start, &eval);
             if let Some(a) = attributions {
-                for (o, v) in out.attributions[group.start * dim..group.end * dim].iter_mut().zip(a) {
+                for (o, v) in out.attributions[group.start * dim..group.end * dim]
+                    .iter_mut()
+                    .zip(a)
+                {
                     *o = f64::from(v);
                 }
             }
@@ -616,12 +695,20 @@ impl Backend for Engine {
         self.gpu().describe()
     }
 
-    fn rounds(&mut self, batch: &Batch, options: RoundOptions, driver: &mut dyn RoundDriver) -> Result<Evaluation> {
+    fn rounds(
+        &mut self,
+        batch: &Batch,
+        options: RoundOptions,
+        driver: &mut dyn RoundDriver,
+    ) -> Result<Evaluation> {
         let dim = batch.dim;
         let (slots, idg) = (options.slots.max(1), options.idg);
         self.activate(options.soft)?;
         let capacity = self.capacity(slots, driver.max_points())?;
-        let scope = self.gpu().device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let scope = self
+            .gpu()
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
         let mut out = Evaluation::zeros(&vec![PathPlan::forward(Vec::new()); batch.len()], dim);
         out.stats = self.stats();
         for start in (0..batch.len()).step_by(capacity.images_per_group) {
@@ -644,10 +731,15 @@ impl Backend for Engine {
                 };
                 check_plans(&sub, &plans)?;
                 if !options.soft && plans.iter().any(|p| p.cells.iter().any(|&c| c != 0.0)) {
-                    return Err(Error::Input("points stand for cells but the rounds are not soft".into()));
+                    return Err(Error::Input(
+                        "points stand for cells but the rounds are not soft".into(),
+                    ));
                 }
                 if let Some(p) = plans.iter().find(|p| p.slots.iter().any(|&s| s >= slots)) {
-                    return Err(Error::Input(format!("a point names accumulator {:?} of {slots}", p.slots.iter().max())));
+                    return Err(Error::Input(format!(
+                        "a point names accumulator {:?} of {slots}",
+                        p.slots.iter().max()
+                    )));
                 }
                 let round = Round {
                     batch,
@@ -675,7 +767,10 @@ impl Backend for Engine {
                 Some(_) => self.finish_group(&round, &weights, &mut out.stats)?,
                 None => vec![0.0; group.len() * dim],
             };
-            for (o, v) in out.attributions[group.start * dim..group.end * dim].iter_mut().zip(attributions) {
+            for (o, v) in out.attributions[group.start * dim..group.end * dim]
+                .iter_mut()
+                .zip(attributions)
+            {
                 *o = f64::from(v);
             }
         }

@@ -119,8 +119,8 @@ impl Kernel {
     pub fn source(&self, spec: &Spec) -> Result<String> {
         let body = preprocess(self.body(), &spec.flags)
             .map_err(|e| Error::Gpu(format!("shaders/{}.wgsl: {e}", self.name())))?;
-        let common =
-            preprocess(COMMON, &spec.flags).map_err(|e| Error::Gpu(format!("shaders/common.wgsl: {e}")))?;
+        let common = preprocess(COMMON, &spec.flags)
+            .map_err(|e| Error::Gpu(format!("shaders/common.wgsl: {e}")))?;
         Ok(format!(
             "// ---- specialization of shaders/{name}.wgsl ----\n{}\n// ---- shaders/common.wgsl ----\n{common}\n\
              // ---- shaders/{name}.wgsl ----\n{body}",

@@ -295,7 +295,13 @@ pub fn params_len(layer: &Layer) -> usize {
 impl Program {
     /// Lowers `model` for `purpose`; `fuse` false keeps every layer in its own dispatches (for testing
     /// layers alone).
-    pub fn new(model: &Model, tiling: &Tiling, purpose: Purpose, fuse: bool, max_uniform_bytes: u64) -> Program {
+    pub fn new(
+        model: &Model,
+        tiling: &Tiling,
+        purpose: Purpose,
+        fuse: bool,
+        max_uniform_bytes: u64,
+    ) -> Program {
         use Slot::*;
         let shapes = model.shapes();
         let layers = model.layers();
@@ -305,8 +311,12 @@ impl Program {
         let t = tiling;
         let training = matches!(purpose, Purpose::Training { .. });
         let soft = purpose == Purpose::Attribution { soft: true };
-        let elementwise =
-            |len: usize| Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("LEN", len).flag("SOFT", soft);
+        let elementwise = |len: usize| {
+            Spec::default()
+                .u32("WORKGROUP_SIZE", t.workgroup)
+                .u32("LEN", len)
+                .flag("SOFT", soft)
+        };
         let params_lens: Vec<usize> = layers.iter().map(params_len).collect();
         let params = |i: usize| params_lens[i];
 
@@ -315,7 +325,8 @@ impl Program {
         let after = |i: usize| (i + 1..n).find(|&j| layers[j] != Layer::Flatten);
         // ReLU i feeds a max-pool, which applies it (the pool reads the ReLU's input).
         let absorbed = |i: usize| {
-            fuse && layers[i] == Layer::Relu && matches!(layers.get(i + 1), Some(Layer::MaxPool2d(_)))
+            fuse && layers[i] == Layer::Relu
+                && matches!(layers.get(i + 1), Some(Layer::MaxPool2d(_)))
         };
         // A max-pool with disjoint windows right after a conv (and its ReLU) runs in the conv's epilogue,
         // so the conv's output is never stored: the pool layer conv i absorbs, if any.
@@ -325,7 +336,11 @@ impl Program {
             if !fuse || soft || !matches!(layers[i], Layer::Conv2d(_)) {
                 return None;
             }
-            let k = if layers.get(i + 1) == Some(&Layer::Relu) { i + 2 } else { i + 1 };
+            let k = if layers.get(i + 1) == Some(&Layer::Relu) {
+                i + 2
+            } else {
+                i + 1
+            };
             match layers.get(k) {
                 Some(Layer::MaxPool2d(p)) if p.stride == p.kernel && p.padding == [0, 0] => Some(k),
                 _ => None,
@@ -357,7 +372,8 @@ impl Program {
             }
         }
         let last = (0..n).rev().find(|&j| layers[j] != Layer::Flatten);
-        let seed_fused = fuse && !training && last.is_some_and(|j| matches!(layers[j], Layer::Linear(_)));
+        let seed_fused =
+            fuse && !training && last.is_some_and(|j| matches!(layers[j], Layer::Linear(_)));
 
         let mut dispatches = Vec::new();
         if !training {
@@ -365,7 +381,10 @@ impl Program {
                 Kernel::Path,
                 elementwise(dim),
                 vec![(0, Chunk), (1, Images), (3, Rows), (4, Activation(0))],
-                Extent::Invocations { per: dim, of: Count::Rows },
+                Extent::Invocations {
+                    per: dim,
+                    of: Count::Rows,
+                },
                 "path".into(),
             ));
         }
@@ -403,7 +422,10 @@ impl Program {
                     Kernel::ReluForward,
                     elementwise(input.len()).flag("MASK_OUT", masks[i].is_some()),
                     bindings,
-                    Extent::Invocations { per: input.len(), of: Count::Rows },
+                    Extent::Invocations {
+                        per: input.len(),
+                        of: Count::Rows,
+                    },
                     format!("relu_forward (layer {i})"),
                 ));
                 continue;
@@ -430,7 +452,9 @@ impl Program {
                     let budget = t.conv_channels * t.conv_strip / if soft { 2 } else { 1 };
                     let (spec, tiles, tile_values, mut bindings) = match pool {
                         Some(k) => {
-                            let Layer::MaxPool2d(pl) = layers[k] else { unreachable!() };
+                            let Layer::MaxPool2d(pl) = layers[k] else {
+                                unreachable!()
+                            };
                             let [_, ph, pw] = shapes[k + 1].chw();
                             let px = part(pw, (t.conv_strip / pl.kernel[1]).max(1));
                             let window = pl.kernel[0] * pl.kernel[1];
@@ -439,8 +463,6 @@ impl Program {
                             argmax_windows.push(window);
                             let spec = spec
                                 .flag("POOL", true)
-                                .flag("WINDOW", soft)
-                                .u32("WIN", window)
                                 .u32("KPH", pl.kernel[0])
                                 .u32("KPW", pl.kernel[1])
                                 .u32("POOL_H", ph)
@@ -459,13 +481,19 @@ impl Program {
                     let tiles = tiles * c.out_channels.div_ceil(ocb);
                     bindings.push((1, Params(i)));
                     bindings.extend(mask.map(|m| (4, Mask(m))));
-                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::Rows,
+                    };
                     let spec = spec.flag("RELU", relu).flag("MASK_OUT", mask.is_some());
                     (Kernel::Conv2dForward, spec, bindings, extent)
                 }
                 Layer::Linear(l) => {
                     let ob = part(l.out_features, t.linear_features);
-                    let spec = linear_spec(t, l.in_features, l.out_features).u32("OB", ob).flag("SOFT", soft);
+                    let spec = linear_spec(t, l.in_features, l.out_features)
+                        .u32("OB", ob)
+                        .flag("SOFT", soft);
                     let spec = params_decl(spec, params(i), max_uniform_bytes);
                     let extent = Extent::Tiles {
                         tiles: l.out_features.div_ceil(ob),
@@ -480,7 +508,11 @@ impl Program {
                 Layer::MaxPool2d(p) => {
                     let px = part(ow, t.pool_strip);
                     let tiles = output.chw()[0] * oh * ow.div_ceil(px);
-                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::Rows,
+                    };
                     let window = p.kernel[0] * p.kernel[1];
                     argmax_of[i] = Some(argmax_lens.len());
                     argmax_lens.push(output.len());
@@ -490,18 +522,31 @@ impl Program {
                         .u32("WIN", window)
                         .flag("WINDOW", soft)
                         .flag("RELU_INPUT", masks_input(i));
-                    (Kernel::MaxPoolForward, spec, vec![(4, Argmax(argmax_lens.len() - 1))], extent)
+                    (
+                        Kernel::MaxPoolForward,
+                        spec,
+                        vec![(4, Argmax(argmax_lens.len() - 1))],
+                        extent,
+                    )
                 }
                 Layer::AvgPool2d(_) => {
                     let px = part(ow, t.pool_strip);
                     let tiles = output.chw()[0] * oh * ow.div_ceil(px);
-                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::Rows };
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::Rows,
+                    };
                     (Kernel::AvgPoolForward, spec.u32("PX", px), vec![], extent)
                 }
                 Layer::Relu | Layer::Flatten => unreachable!(),
             };
             // A max-pool that applies a ReLU reads the ReLU's input.
-            let src = if i > 0 && absorbed(i - 1) { activation_of[i - 1] } else { src };
+            let src = if i > 0 && absorbed(i - 1) {
+                activation_of[i - 1]
+            } else {
+                src
+            };
             bindings.extend([(0, Chunk), (2, Activation(src)), (3, Activation(dst))]);
             forward_of[i] = Some(dispatches.len());
             let label = match pool {
@@ -519,17 +564,33 @@ impl Program {
         if training {
             dispatches.push(dispatch(
                 Kernel::Loss,
-                Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("CLASSES", classes),
-                vec![(0, Chunk), (2, logits), (3, Labels), (4, Gradient(0)), (5, Losses)],
-                Extent::Invocations { per: 1, of: Count::GradRows },
+                Spec::default()
+                    .u32("WORKGROUP_SIZE", t.workgroup)
+                    .u32("CLASSES", classes),
+                vec![
+                    (0, Chunk),
+                    (2, logits),
+                    (3, Labels),
+                    (4, Gradient(0)),
+                    (5, Losses),
+                ],
+                Extent::Invocations {
+                    per: 1,
+                    of: Count::GradRows,
+                },
                 "loss".into(),
             ));
         } else if !seed_fused {
             dispatches.push(dispatch(
                 Kernel::Seed,
-                Spec::default().u32("WORKGROUP_SIZE", t.workgroup).u32("CLASSES", classes),
+                Spec::default()
+                    .u32("WORKGROUP_SIZE", t.workgroup)
+                    .u32("CLASSES", classes),
                 vec![(0, Chunk), (2, Rows), (3, Gradient(0))],
-                Extent::Invocations { per: classes, of: Count::GradRows },
+                Extent::Invocations {
+                    per: classes,
+                    of: Count::GradRows,
+                },
                 "seed".into(),
             ));
         }
@@ -556,7 +617,8 @@ impl Program {
             let spec = layer_spec(t.workgroup, layer, input, output).flag("SOFT", soft);
             let [ic, ih, iw] = input.chw();
             if training && params_lens[i] > 0 {
-                let (d, share) = weight_grad_dispatches(t, layer, i, input, output, x, Gradient(out));
+                let (d, share) =
+                    weight_grad_dispatches(t, layer, i, input, output, x, Gradient(out));
                 partial_len = partial_len.max(share);
                 dispatches.extend(d);
             }
@@ -577,7 +639,10 @@ impl Program {
                                 Kernel::ReluBackward,
                                 elementwise(input.len()),
                                 vec![(0, Chunk), (2, g), (3, Gradient(out))],
-                                Extent::Invocations { per: input.len(), of: Count::GradRows },
+                                Extent::Invocations {
+                                    per: input.len(),
+                                    of: Count::GradRows,
+                                },
                                 format!("relu_backward (layer {i})"),
                             ),
                         )
@@ -598,18 +663,32 @@ impl Program {
                         .u32("GSPAN", (hi - lo + 1) as usize);
                     let spec = params_decl(spec, params(i), max_uniform_bytes).flag("MASK", mask);
                     let tiles = ic.div_ceil(icb) * ih * iw.div_ceil(px);
-                    let mut bindings = vec![(0, Chunk), (1, Params(i)), (2, Gradient(out)), (3, Gradient(into))];
+                    let mut bindings = vec![
+                        (0, Chunk),
+                        (1, Params(i)),
+                        (2, Gradient(out)),
+                        (3, Gradient(into)),
+                    ];
                     if mask {
                         bindings.push((4, gate(i)));
                     }
-                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows };
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::GradRows,
+                    };
                     let label = format!("conv2d_backward (layer {i})");
-                    Some((into, dispatch(Kernel::Conv2dBackward, spec, bindings, extent, label)))
+                    Some((
+                        into,
+                        dispatch(Kernel::Conv2dBackward, spec, bindings, extent, label),
+                    ))
                 }
                 Layer::Linear(l) => {
                     let seed = seed_fused && Some(i) == last;
                     let ib = part(l.in_features, t.linear_features);
-                    let spec = linear_spec(t, l.in_features, l.out_features).u32("IB", ib).flag("SOFT", soft);
+                    let spec = linear_spec(t, l.in_features, l.out_features)
+                        .u32("IB", ib)
+                        .flag("SOFT", soft);
                     let spec = params_decl(spec, params(i), max_uniform_bytes)
                         .flag("MASK", mask)
                         .flag("SEED", seed);
@@ -624,7 +703,10 @@ impl Program {
                         of: Count::GradRows,
                     };
                     let label = format!("linear_backward (layer {i})");
-                    Some((into, dispatch(Kernel::LinearBackward, spec, bindings, extent, label)))
+                    Some((
+                        into,
+                        dispatch(Kernel::LinearBackward, spec, bindings, extent, label),
+                    ))
                 }
                 Layer::MaxPool2d(p) => {
                     let [_, oh, ow] = output.chw();
@@ -640,12 +722,23 @@ impl Program {
                         let px = part(iw, t.pool_strip);
                         (ic * ih * iw.div_ceil(px), px)
                     };
-                    let spec = spec.u32("PX", px).u32("WIN", p.kernel[0] * p.kernel[1]).flag("DISJOINT", disjoint);
+                    let spec = spec
+                        .u32("PX", px)
+                        .u32("WIN", p.kernel[0] * p.kernel[1])
+                        .flag("DISJOINT", disjoint);
                     let a = Argmax(argmax_of[i].unwrap());
-                    let bindings = vec![(0, Chunk), (2, Gradient(out)), (3, a), (4, Gradient(into))];
-                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows };
+                    let bindings =
+                        vec![(0, Chunk), (2, Gradient(out)), (3, a), (4, Gradient(into))];
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::GradRows,
+                    };
                     let label = format!("maxpool_backward (layer {i})");
-                    Some((into, dispatch(Kernel::MaxPoolBackward, spec, bindings, extent, label)))
+                    Some((
+                        into,
+                        dispatch(Kernel::MaxPoolBackward, spec, bindings, extent, label),
+                    ))
                 }
                 Layer::AvgPool2d(_) => {
                     let px = part(iw, t.pool_strip);
@@ -655,9 +748,16 @@ impl Program {
                         bindings.push((4, gate(i)));
                     }
                     let tiles = ic * ih * iw.div_ceil(px);
-                    let extent = Extent::Tiles { tiles, rows_per_workgroup: t.workgroup, of: Count::GradRows };
+                    let extent = Extent::Tiles {
+                        tiles,
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::GradRows,
+                    };
                     let label = format!("avgpool_backward (layer {i})");
-                    Some((into, dispatch(Kernel::AvgPoolBackward, spec, bindings, extent, label)))
+                    Some((
+                        into,
+                        dispatch(Kernel::AvgPoolBackward, spec, bindings, extent, label),
+                    ))
                 }
             };
             match step {
@@ -678,28 +778,53 @@ impl Program {
                 dispatches.push(dispatch(
                     Kernel::Diagnostics,
                     elementwise(dim).u32("CLASSES", classes),
-                    vec![(0, Chunk), (2, input_gradient), (3, logits), (4, Rows), (5, Images)],
+                    vec![
+                        (0, Chunk),
+                        (2, input_gradient),
+                        (3, logits),
+                        (4, Rows),
+                        (5, Images),
+                    ],
                     Extent::Workgroups { of: Count::Rows },
                     "diagnostics".into(),
                 ));
                 dispatches.push(dispatch(
                     Kernel::Accumulate,
                     elementwise(dim),
-                    vec![(0, Chunk), (2, input_gradient), (3, Rows), (4, Spans), (5, Total)],
-                    Extent::Invocations { per: dim, of: Count::Spans },
+                    vec![
+                        (0, Chunk),
+                        (2, input_gradient),
+                        (3, Rows),
+                        (4, Spans),
+                        (5, Total),
+                    ],
+                    Extent::Invocations {
+                        per: dim,
+                        of: Count::Spans,
+                    },
                     "accumulate".into(),
                 ));
                 finish = Some(dispatch(
                     Kernel::Finish,
                     elementwise(dim),
-                    vec![(0, Chunk), (2, Images), (3, Total), (4, SlotWeights), (5, Attributions)],
-                    Extent::Invocations { per: dim, of: Count::Images },
+                    vec![
+                        (0, Chunk),
+                        (2, Images),
+                        (3, Total),
+                        (4, SlotWeights),
+                        (5, Attributions),
+                    ],
+                    Extent::Invocations {
+                        per: dim,
+                        of: Count::Images,
+                    },
                     "finish".into(),
                 ));
             }
             Purpose::Training { adam } => {
                 for (i, &len) in params_lens.iter().enumerate().filter(|(_, l)| **l > 0) {
-                    let mut bindings = vec![(0, Step), (1, Params(i)), (2, Grads(i)), (3, Moment(i, 0))];
+                    let mut bindings =
+                        vec![(0, Step), (1, Params(i)), (2, Grads(i)), (3, Moment(i, 0))];
                     if adam {
                         bindings.push((4, Moment(i, 1)));
                     }
@@ -708,7 +833,10 @@ impl Program {
                         kernel,
                         elementwise(len),
                         bindings,
-                        Extent::Invocations { per: len, of: Count::One },
+                        Extent::Invocations {
+                            per: len,
+                            of: Count::One,
+                        },
                         format!("{} (layer {i})", kernel.name()),
                     ));
                 }
@@ -717,7 +845,10 @@ impl Program {
         for d in dispatches.iter_mut().chain(finish.as_mut()) {
             (d.flops_per_row, d.bytes_per_row) = cost(d, shapes);
         }
-        let mask_lens = (0..n).filter(|&i| masks[i].is_some()).map(|i| shapes[i].len()).collect();
+        let mask_lens = (0..n)
+            .filter(|&i| masks[i].is_some())
+            .map(|i| shapes[i].len())
+            .collect();
         Program {
             dispatches,
             finish,
@@ -757,8 +888,12 @@ impl Program {
             Slot::Rows => f(12 * rows),
             Slot::Spans => f(4 * rows),
             // Soft kernels keep each row's tangents in a second block of rows.
-            Slot::Activation(i) => f(rows * self.activation_lens[i] * if self.soft { 2 } else { 1 }),
-            Slot::Argmax(i) => f(rows * self.argmax_lens[i] * if self.soft { self.argmax_windows[i] } else { 1 }),
+            Slot::Activation(i) => {
+                f(rows * self.activation_lens[i] * if self.soft { 2 } else { 1 })
+            }
+            Slot::Argmax(i) => {
+                f(rows * self.argmax_lens[i] * if self.soft { self.argmax_windows[i] } else { 1 })
+            }
             Slot::Mask(i) => f(rows * self.mask_lens[i]),
             Slot::Gradient(_) => f(rows * self.gradient_len),
             Slot::Labels => f(rows),

@@ -69,6 +69,10 @@ impl gig::backend::RoundDriver for OneRound {
     }
 
     fn max_points(&self) -> usize {
-        self.plans.iter().map(|p| p.gradient.len() + p.forward.len()).max().unwrap_or(1)
+        self.plans
+            .iter()
+            .map(|p| p.gradient.len() + p.forward.len())
+            .max()
+            .unwrap_or(1)
     }
 }
