@@ -5,8 +5,9 @@ use crate::error::{Error, Result};
 use image::{Rgb, RgbImage};
 use std::path::Path;
 
-/// Fraction of the largest |attribution| values clipped, so one outlier does not wash out the map.
-pub const OUTLIER_FRACTION: f64 = 0.02;
+/// Percent of the attribution mass clipped as outliers (Captum's `outlier_perc`), so one outlier does not
+/// wash out the map.
+pub const OUTLIER_PERCENT: f64 = 2.0;
 
 /// Blue (-1) through white (0) to red (+1); `v` is clamped to [-1, 1].
 pub fn diverging(v: f32) -> [u8; 3] {
@@ -19,19 +20,25 @@ pub fn diverging(v: f32) -> [u8; 3] {
     }
 }
 
-/// The |value| below which all but `OUTLIER_FRACTION` of the values lie (at least the smallest nonzero).
-pub fn clip_scale(values: &[f32]) -> f32 {
-    let mut mags: Vec<f32> = values
-        .iter()
-        .map(|v| v.abs())
-        .filter(|v| *v > 0.0)
-        .collect();
-    if mags.is_empty() {
+/// The scale that maps attributions to [-1, 1], as Captum's `visualize_image_attr` computes it: the
+/// smallest |value| at which the sorted magnitudes' running sum reaches `100 - outlier_percent` percent
+/// of their total. Values beyond it saturate the colormap. 1 when every value is zero.
+pub fn clip_scale(values: &[f32], outlier_percent: f64) -> f32 {
+    let mut mags: Vec<f64> = values.iter().map(|v| f64::from(v.abs())).collect();
+    mags.sort_by(f64::total_cmp);
+    let total: f64 = mags.iter().sum();
+    if total <= 0.0 {
         return 1.0;
     }
-    mags.sort_by(f32::total_cmp);
-    let k = ((mags.len() as f64 * (1.0 - OUTLIER_FRACTION)).ceil() as usize).clamp(1, mags.len());
-    mags[k - 1]
+    let goal = total * (100.0 - outlier_percent) / 100.0;
+    let mut running = 0.0;
+    for m in &mags {
+        running += m;
+        if running >= goal {
+            return *m as f32;
+        }
+    }
+    *mags.last().unwrap() as f32
 }
 
 /// Writes one row per image: the input (channel mean, grey) and its attribution map (channel sum),
@@ -65,7 +72,7 @@ pub fn write(
         };
         let grey = plane(inputs, &|v| v.iter().sum::<f32>() / c as f32);
         let attr = plane(attributions, &|v| v.iter().sum());
-        let k = clip_scale(&attr);
+        let k = clip_scale(&attr, OUTLIER_PERCENT);
         for p in 0..h * w {
             let g = (grey[p].clamp(0.0, 1.0) * 255.0).round() as u8;
             let (y, x) = (p / w, p % w);
@@ -104,10 +111,18 @@ mod tests {
     }
 
     #[test]
-    fn clipping_ignores_outliers() {
+    fn clipping_follows_captums_cumulative_sum_threshold() {
+        // Magnitudes 1..=100 sum to 5050; 98% of that, 4949, is first reached at 99 (sum of 1..=99 is
+        // 4950). Signs do not matter.
+        let v: Vec<f32> = (1..=100)
+            .map(|i| if i % 2 == 0 { i as f32 } else { -(i as f32) })
+            .collect();
+        assert_eq!(clip_scale(&v, 2.0), 99.0);
+        // One huge outlier holds all the mass: it is its own threshold.
         let mut v: Vec<f32> = (1..=100).map(|i| i as f32).collect();
         v[99] = 1e6;
-        assert_eq!(clip_scale(&v), 98.0);
-        assert_eq!(clip_scale(&[0.0, 0.0]), 1.0);
+        assert_eq!(clip_scale(&v, 2.0), 1e6);
+        assert_eq!(clip_scale(&v, 0.0), 1e6);
+        assert_eq!(clip_scale(&[0.0, 0.0], 2.0), 1.0);
     }
 }
