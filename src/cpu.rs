@@ -126,6 +126,9 @@ impl CpuBackend {
     }
 }
 
+/// Each element of a max-pool window (input index) with its share.
+type WindowShares = Vec<(usize, f64)>;
+
 /// The forward pass with tangents, and the choices the soft backward pass uses.
 struct Trace {
     /// `[input, output of layer 0, ..., logits]`.
@@ -135,7 +138,7 @@ struct Trace {
     /// Per ReLU not absorbed by a max-pool: each element's open share of the cell.
     relu_shares: Vec<Option<Vec<f64>>>,
     /// Per max-pool: for each output, (input index, share) of every element of its window.
-    pool_shares: Vec<Option<Vec<Vec<(usize, f64)>>>>,
+    pool_shares: Vec<Option<Vec<WindowShares>>>,
 }
 
 impl CpuBackend {
@@ -225,6 +228,14 @@ impl CpuBackend {
         target: usize,
     ) -> (f64, Vec<f64>) {
         let t = self.trace(x, dx, cell / 2.0);
+        (
+            t.acts[self.model.layers().len()][target],
+            self.backward(&t, target),
+        )
+    }
+
+    /// The gradient of logit `target` through a trace's (shared) choices.
+    fn backward(&self, t: &Trace, target: usize) -> Vec<f64> {
         let shapes = self.model.shapes();
         let layers = self.model.layers();
         let mut grad = vec![0.0; self.model.classes()];
@@ -254,7 +265,70 @@ impl CpuBackend {
                 ),
             };
         }
-        (t.acts[layers.len()][target], grad)
+        grad
+    }
+
+    /// How far (in alpha, along the trace's tangents) the network stays linear: the nearest positive
+    /// offset at which a ReLU's input crosses zero or another element overtakes a max-pool window's
+    /// maximum. Infinity if none does.
+    fn linear_reach(&self, t: &Trace) -> f64 {
+        let shapes = self.model.shapes();
+        let mut reach = f64::INFINITY;
+        for (i, layer) in self.model.layers().iter().enumerate() {
+            let (v, d) = (&t.acts[i], &t.tangents[i]);
+            match layer {
+                Layer::Relu => {
+                    for (&z, &dz) in v.iter().zip(d) {
+                        let s = -z / dz;
+                        if s > 0.0 {
+                            reach = reach.min(s);
+                        }
+                    }
+                }
+                Layer::MaxPool2d(p) => {
+                    let best = ops::pool::argmax(p, shapes[i].chw(), shapes[i + 1].chw(), v);
+                    ops::pool::windows(p, shapes[i].chw(), shapes[i + 1].chw(), |o, k| {
+                        let m = best[o];
+                        if d[k] > d[m] {
+                            reach = reach.min(((v[m] - v[k]) / (d[k] - d[m])).max(0.0));
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
+        reach
+    }
+
+    /// Exact IG of logit `target` from `b` to `x` for a network whose layers are all piecewise linear
+    /// (every layer gig supports): the path is walked from one linear piece to the next, and each
+    /// piece's constant gradient is weighted by its length. Returns the attributions and the number of
+    /// pieces. This is the reference that quadrature errors are measured against.
+    pub fn exact_ig(&self, x: &[f64], b: &[f64], target: usize) -> Result<(Vec<f64>, usize)> {
+        // Each piece is traced a hair past its start, so the choices are the piece's own and not a
+        // tie at the kink.
+        const NUDGE: f64 = 1e-10;
+        const MAX_PIECES: usize = 1_000_000;
+        let dx: Vec<f64> = x.iter().zip(b).map(|(x, b)| x - b).collect();
+        let mut total = vec![0.0; dx.len()];
+        let (mut start, mut pieces) = (0.0, 0);
+        while start < 1.0 {
+            if pieces == MAX_PIECES {
+                return Err(Error::Input(format!(
+                    "exact IG: more than {MAX_PIECES} linear pieces along the path"
+                )));
+            }
+            let inside = (start + NUDGE).min(1.0);
+            let t = self.trace(&path_point(x, b, inside), &dx, 0.0);
+            let end = (inside + self.linear_reach(&t)).min(1.0);
+            let g = self.backward(&t, target);
+            for (s, g) in total.iter_mut().zip(&g) {
+                *s += (end - start) * g;
+            }
+            start = end;
+            pieces += 1;
+        }
+        Ok((total.iter().zip(&dx).map(|(s, d)| s * d).collect(), pieces))
     }
 
     /// One image's points: diagnostics, and each gradient point's weighted gradient added to its

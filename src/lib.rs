@@ -27,6 +27,7 @@ pub mod ops;
 pub mod optim;
 pub mod quadrature;
 pub mod schedule;
+pub mod study;
 pub mod tensor;
 pub mod train;
 

@@ -27,6 +27,8 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Accuracy, per-class accuracy and confusion matrix of a model on a data set.
     Eval(cli::train::EvalArgs),
+    /// Error of every method against exact IG as the budget grows, on held-out images.
+    Study(cli::study::Args),
 }
 
 fn main() {
@@ -37,6 +39,7 @@ fn main() {
         Command::Bench(args) => cli::bench::run(args),
         Command::Train(args) => cli::train::run_train(args),
         Command::Eval(args) => cli::train::run_eval(args),
+        Command::Study(args) => cli::study::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

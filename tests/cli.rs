@@ -133,6 +133,153 @@ fn info_lists_the_chosen_adapter() {
 }
 
 #[test]
+fn adaptive_split_and_idg_report_what_they_spent() {
+    let dir = scratch("methods");
+    let out = dir.join("a.npy");
+    for (method, extra) in [
+        ("adaptive", "error_estimate"),
+        ("split", "left_sum"),
+        ("idg", "integral of (dF/dalpha)^2"),
+    ] {
+        let o = gig(&[
+            "attribute",
+            "--model",
+            MODEL,
+            "--input",
+            DIGIT,
+            "--out",
+            &text(&out),
+            "--method",
+            method,
+            "--steps",
+            "40",
+            "--json",
+        ]);
+        assert!(
+            o.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let line = String::from_utf8_lossy(&o.stdout);
+        let v: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+        assert!(line.contains(extra), "{method}: {line}");
+        let (g, f) = (
+            v["gradient_evaluations"].as_u64().unwrap(),
+            v["forward_evaluations"].as_u64().unwrap(),
+        );
+        let spent = v["budget_spent"].as_f64().unwrap();
+        assert!(
+            g > 10 && f >= 5 && spent <= 40.0,
+            "{method}: {g} gradient, {f} forward, {spent} spent"
+        );
+        let alphas = v["path"]["alphas"].as_array().unwrap();
+        assert!(
+            !alphas.is_empty() && alphas.len() as u64 <= g,
+            "{method}: the chosen alphas"
+        );
+        assert_eq!(npy_shape(&out).0, vec![1, 1, 28, 28]);
+    }
+    let o = gig(&[
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        DIGIT,
+        "--out",
+        &text(&out),
+        "--method",
+        "split",
+        "--split-ratio",
+        "1.2",
+    ]);
+    fails_with(&o, "split ratio 1.2 must lie strictly between 0 and 1");
+    let o = gig(&[
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        DIGIT,
+        "--out",
+        &text(&out),
+        "--method",
+        "adaptive",
+        "--steps",
+        "4",
+    ]);
+    fails_with(&o, "adaptive needs a budget (--steps) of at least 5");
+    let o = gig(&[
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        DIGIT,
+        "--out",
+        &text(&out),
+        "--method",
+        "adaptive",
+        "--tolerance",
+        "0",
+    ]);
+    fails_with(&o, "tolerance 0 must be a positive number");
+}
+
+#[test]
+fn study_prints_errors_against_exact_ig() {
+    // A small model on the shipped digits keeps the exact reference quick.
+    let dir = scratch("study");
+    let model = dir.join("small.safetensors");
+    gig::Model::random_from_arch("conv(1,2,5,s3) relu flatten linear(128,10)", [1, 28, 28], 3)
+        .unwrap()
+        .save(&model)
+        .unwrap();
+    let (csv, plot) = (dir.join("s.csv"), dir.join("s.svg"));
+    let o = gig(&[
+        "study",
+        "--model",
+        &text(&model),
+        "--data",
+        "assets/mnist10k",
+        "--count",
+        "3",
+        "--budgets",
+        "16,48",
+        "--methods",
+        "riemann_middle,adaptive",
+        "--csv",
+        &text(&csv),
+        "--plot",
+        &text(&plot),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5, "four rows and a summary");
+    for row in &lines[..4] {
+        let (median, max) = (
+            row["median"].as_f64().unwrap(),
+            row["max"].as_f64().unwrap(),
+        );
+        assert!(median > 0.0 && median <= max && max < 1.0, "{row}");
+    }
+    assert_eq!(lines[4]["images"], 3);
+    assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 5);
+    assert!(std::fs::read_to_string(&plot).unwrap().contains("adaptive"));
+    let o = gig(&[
+        "study",
+        "--model",
+        MODEL,
+        "--data",
+        "assets/mnist10k",
+        "--methods",
+        "split",
+    ]);
+    fails_with(&o, "split does not estimate IG");
+}
+
+#[test]
 fn bad_model_files() {
     let dir = scratch("model");
     let bytes = std::fs::read(MODEL).unwrap();

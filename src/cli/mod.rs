@@ -3,6 +3,7 @@
 pub mod attribute;
 pub mod bench;
 pub mod info;
+pub mod study;
 pub mod train;
 
 use gig::gpu::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, Gpu, GpuOptions};

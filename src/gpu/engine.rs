@@ -352,7 +352,7 @@ impl Engine {
             .flat_map(|w| (0..r.slots).map(move |s| w.get(s).copied().unwrap_or(0.0) as f32))
             .collect();
         self.gpu.queue.write_buffer(
-            self.compiled().buffer(Slot::SlotWeights),
+            self.compiled().buffer(Slot::AccumulatorWeights),
             0,
             bytemuck::cast_slice(&flat),
         );

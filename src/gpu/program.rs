@@ -27,7 +27,7 @@ pub enum Slot {
     /// The group's running sums of weighted gradients: `Sizes::slots` per image.
     Total,
     /// The weight of each of the group's accumulators in the attributions.
-    SlotWeights,
+    AccumulatorWeights,
     /// The group's attributions.
     Attributions,
     /// The filled-in row table of every chunk of the group, one after the other (see `Row`).
@@ -811,7 +811,7 @@ impl Program {
                         (0, Chunk),
                         (2, Images),
                         (3, Total),
-                        (4, SlotWeights),
+                        (4, AccumulatorWeights),
                         (5, Attributions),
                     ],
                     Extent::Invocations {
@@ -882,7 +882,7 @@ impl Program {
             Slot::Chunk | Slot::Step | Slot::Params(_) => 0,
             Slot::Images => f(2 * sizes.images * self.dim),
             Slot::Total => f(sizes.images * sizes.slots * self.dim),
-            Slot::SlotWeights => f(sizes.images * sizes.slots),
+            Slot::AccumulatorWeights => f(sizes.images * sizes.slots),
             Slot::Attributions => f(sizes.images * self.dim),
             Slot::Diagnostics => f(12 * sizes.group_rows),
             Slot::Rows => f(12 * rows),

@@ -1,0 +1,319 @@
+//! `gig study`: the error of every method against exact IG as a function of the budget, on held-out
+//! images, as a table, JSON lines, CSV and a log-log plot.
+
+use super::{DeviceArgs, load_model};
+use gig::backend::Batch;
+use gig::data::{Dataset, MNIST10K_TEST, Split};
+use gig::method::Method;
+use gig::study::{self, Row};
+use gig::{Baseline, Error, Result, Target, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Model file
+    #[arg(long)]
+    model: PathBuf,
+    /// Data set (IDX or PNG folders, as for gig train)
+    #[arg(long)]
+    data: PathBuf,
+    /// test (the last --test-size images), train or all
+    #[arg(long, default_value = "test")]
+    split: Split,
+    #[arg(long, default_value_t = MNIST10K_TEST)]
+    test_size: usize,
+    /// Images of the split to study (its first COUNT)
+    #[arg(long, default_value_t = 32)]
+    count: usize,
+    /// Budgets (--steps) to try
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256,512")]
+    budgets: Vec<usize>,
+    /// Methods to compare (IG estimates only: split and idg estimate other quantities)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "riemann_left,riemann_right,riemann_middle,riemann_trapezoid,gausslegendre,adaptive"
+    )]
+    methods: Vec<String>,
+    /// Class to explain: K, K1,K2,.. or predicted
+    #[arg(long, default_value = "predicted")]
+    target: String,
+    /// zero, a constant VALUE, blur[:SIGMA], noise[:SEED] or FILE.npy
+    #[arg(long, default_value = "zero")]
+    baseline: String,
+    /// The median relative error whose cheapest budget per method is reported
+    #[arg(long, default_value_t = 4e-4)]
+    goal: f64,
+    /// Write the rows as CSV
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Plot median error against budget (PNG or SVG)
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Print one JSON object per row, then a summary line
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let methods: Vec<Method> = args
+        .methods
+        .iter()
+        .map(|m| Method::parse(m))
+        .collect::<Result<_>>()?;
+    if let Some(m) = methods
+        .iter()
+        .find(|m| matches!(m, Method::Split | Method::Idg))
+    {
+        return Err(Error::Input(format!(
+            "{} does not estimate IG, so it has no error against it; study the IG methods",
+            m.name()
+        )));
+    }
+    if args.budgets.is_empty() || args.budgets.contains(&0) {
+        return Err(Error::Input("--budgets must be positive numbers".into()));
+    }
+    let model = load_model(&args.model)?;
+    let data = Dataset::load(&args.data)?.split(args.split, args.test_size)?;
+    if args.count == 0 || args.count > data.len() {
+        return Err(Error::Input(format!(
+            "--count {} must be between 1 and the {} images of the split",
+            args.count,
+            data.len()
+        )));
+    }
+    let data = data.select(&(0..args.count).collect::<Vec<_>>());
+    let inputs = Tensor::new(
+        vec![data.len(), data.shape[0], data.shape[1], data.shape[2]],
+        data.images.clone(),
+    )?;
+    let baselines = Baseline::parse(&args.baseline)?.make(&inputs)?;
+    let mut backend = args.device.backend(&model)?;
+    let targets =
+        Target::parse(&args.target)?.resolve(backend.as_mut(), &inputs.data, data.len())?;
+    let batch = Batch::new(&model, inputs.data.clone(), baselines.data, targets)?;
+
+    let bar = progress(args.json, batch.len() as u64, "exact IG (CPU, f64)");
+    let start = std::time::Instant::now();
+    let (reference, pieces) = study::exact_reference(&model, &batch, || bar.inc(1))?;
+    bar.finish_and_clear();
+    let mut sorted = pieces.clone();
+    sorted.sort_unstable();
+    if !args.json {
+        println!(
+            "exact IG of {} images in {:.1} s: {} to {} linear pieces per path (median {})",
+            batch.len(),
+            start.elapsed().as_secs_f64(),
+            sorted[0],
+            sorted[sorted.len() - 1],
+            sorted[sorted.len() / 2]
+        );
+        println!(
+            "{:>18} {:>7} {:>11} {:>11} {:>8} {:>9}",
+            "method", "budget", "median", "max", "spent", "seconds"
+        );
+    }
+    let bar = progress(
+        args.json,
+        (methods.len() * args.budgets.len()) as u64,
+        "methods x budgets",
+    );
+    let rows = study::run(
+        backend.as_mut(),
+        &batch,
+        &reference,
+        &methods,
+        &args.budgets,
+        |r| {
+            bar.inc(1);
+            if args.json {
+                println!("{}", serde_json::to_string(r).unwrap());
+            } else {
+                bar.suspend(|| {
+                    println!(
+                        "{:>18} {:>7} {:>11.3e} {:>11.3e} {:>8.1} {:>9.3}",
+                        r.method, r.budget, r.median, r.max, r.spent, r.seconds
+                    )
+                });
+            }
+        },
+    )?;
+    bar.finish_and_clear();
+
+    let best = study::cheapest(&rows, args.goal);
+    if args.json {
+        let line = serde_json::json!({
+            "images": batch.len(),
+            "device": backend.device(),
+            "goal": args.goal,
+            "cheapest": best,
+            "pieces": pieces,
+        });
+        println!("{line}");
+    } else {
+        println!(
+            "cheapest budget with median error <= {:.1e} on {}:",
+            args.goal,
+            backend.device()
+        );
+        for r in &best {
+            println!(
+                "  {:>18}: budget {:>4}, {:.3} s for {} images",
+                r.method, r.budget, r.seconds, r.images
+            );
+        }
+    }
+    if let Some(path) = &args.csv {
+        write_csv(path, &rows)?;
+    }
+    if let Some(path) = &args.plot {
+        plot(path, &rows, args.goal, batch.len())?;
+    }
+    Ok(())
+}
+
+fn progress(hidden: bool, len: u64, what: &str) -> ProgressBar {
+    if hidden {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} {elapsed}").unwrap());
+    bar.set_message(what.to_string());
+    bar
+}
+
+fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
+    let mut text = String::from("method,budget,median,max,spent,seconds,images\n");
+    for r in rows {
+        text += &format!(
+            "{},{},{:e},{:e},{},{},{}\n",
+            r.method, r.budget, r.median, r.max, r.spent, r.seconds, r.images
+        );
+    }
+    std::fs::write(path, text)
+        .map_err(|e| Error::Input(format!("{}: cannot write ({e})", path.display())))
+}
+
+/// Median error against budget, log-log, one line per method, the goal as a dashed line.
+fn plot(path: &Path, rows: &[Row], goal: f64, images: usize) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::Input(format!("{}: cannot draw the plot ({e})", path.display()))
+    };
+    register_font();
+    let svg = match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => true,
+        Some("png") => false,
+        _ => {
+            return Err(Error::Input(format!(
+                "{}: the plot must be .png or .svg",
+                path.display()
+            )));
+        }
+    };
+    let size = (800, 520);
+    if svg {
+        draw(
+            SVGBackend::new(path, size).into_drawing_area(),
+            rows,
+            goal,
+            images,
+        )
+        .map_err(|e| fail(&e))
+    } else {
+        draw(
+            BitMapBackend::new(path, size).into_drawing_area(),
+            rows,
+            goal,
+            images,
+        )
+        .map_err(|e| fail(&e))
+    }
+}
+
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    rows: &[Row],
+    goal: f64,
+    images: usize,
+) -> std::result::Result<(), Box<dyn std::error::Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let (lo_b, hi_b) = rows.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| {
+        (lo.min(r.budget as f64), hi.max(r.budget as f64))
+    });
+    let (lo_e, hi_e) = rows.iter().fold((goal, goal), |(lo, hi), r| {
+        (lo.min(r.median), hi.max(r.median))
+    });
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("IG error against exact IG, median over {images} held-out digits"),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (lo_b * 0.8..hi_b * 1.25).log_scale(),
+            (lo_e * 0.5..hi_e * 2.0).log_scale(),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("budget (gradient evaluations per image)")
+        .y_desc("relative L2 error")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    let mut methods: Vec<&str> = rows.iter().map(|r| r.method).collect();
+    methods.dedup();
+    for (k, m) in methods.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let style = if *m == "adaptive" {
+            color.stroke_width(3)
+        } else {
+            color.stroke_width(1)
+        };
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.method == *m)
+            .map(|r| (r.budget as f64, r.median))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), style))?
+            .label(*m)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(lo_b * 0.8, goal), (hi_b * 1.25, goal)],
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))?
+        .label(format!("goal {goal:.0e}"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// plotters draws text with the shipped font (no system fonts needed).
+fn register_font() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let font = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+        // Registration fails only for a font that does not parse, which the shipped one does.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
+    });
+}
