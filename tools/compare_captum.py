@@ -3,6 +3,7 @@
     python tools/compare_captum.py parity [--gig target/release/gig] [--steps 32]
     python tools/compare_captum.py speed [--model assets/mnist_cnn.safetensors] [--batch 1 100] [--steps 50]
                                          [--device cpu|cuda] [--rounds 3] [--gig-args ...]
+    python tools/compare_captum.py accuracy [--count 16] [--goal 4e-4] [--batch 1 16] [--device cpu|cuda]
 
 parity: for several CNNs other than the shipped one (random weights, odd shapes), every quadrature rule,
 a zero and a random baseline, runs `gig attribute` and Captum (float32) and prints the relative L2
@@ -17,6 +18,12 @@ speed: on the same model, rule and batch, alternates `gig bench --json` and a Ca
 --rounds rounds (so that both see the same machine load), checks that the two attributions of the
 shipped digits agree, and prints gradient evaluations per second of each and their ratio (medians over
 rounds). Captum runs on --device (cpu, or cuda where PyTorch has a GPU) with torch's default threads.
+
+accuracy: time to an attribution within --goal (median relative L2 against exact IG) on held-out digits.
+Exact IG comes from `gig attribute --method exact` (f64, walking each path's linear pieces). Captum runs
+each uniform rule at growing step counts until its median error meets the goal; gig runs `adaptive` at
+growing budgets likewise. Then both cheapest settings are timed side by side (alternating, --rounds rounds,
+same batch) and the ratio of wall times is printed.
 
 Not part of the test suite; needs torch, captum and safetensors.
 """
@@ -180,6 +187,97 @@ def check_agreement(args, model, shape):
     return rel(ours, theirs.detach().cpu().numpy())
 
 
+def test_digits(count):
+    """The first `count` held-out digits of assets/mnist10k (the last 2,000 of the 10,000)."""
+    import gzip
+
+    with gzip.open("assets/mnist10k/images-idx3-ubyte.gz") as f:
+        raw = np.frombuffer(f.read(), dtype=np.uint8, offset=16).reshape(-1, 1, 28, 28)
+    return (raw[-2000:][:count].astype(np.float32) / 255.0).copy()
+
+
+def gig_timing(args, batch, method, steps):
+    cmd = [args.gig, "bench", "--model", args.model, "--steps", str(steps), "--batch", str(batch), "--method", method,
+           "--repeat", str(args.repeat), "--json", *args.gig_args]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr)
+    return json.loads(res.stdout.strip().splitlines()[-1])["wall_s"]["median"]
+
+
+def captum_timing(model, x, target, steps, method, device, repeat):
+    import time
+
+    ig = IntegratedGradients(model)
+    b = torch.zeros_like(x)
+    ig.attribute(x, baselines=b, target=target, n_steps=steps, method=method)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        ig.attribute(x, baselines=b, target=target, n_steps=steps, method=method)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def accuracy(args):
+    model, shape = load(args.model)
+    model = model.to(args.device).eval()
+    digits = test_digits(args.count)
+    with tempfile.TemporaryDirectory() as tmp:
+        x_path = os.path.join(tmp, "x.npy")
+        np.save(x_path, digits)
+        x = torch.tensor(digits).to(args.device)
+        target = model(x).argmax(1)
+        targets = target.cpu().tolist()
+
+        def gig_run(method, steps):
+            out = os.path.join(tmp, "a.npy")
+            a, _ = gig_attribute(args.gig, args.model, x_path, "zero", targets, method, steps, out)
+            return a
+
+        exact = gig_run("exact", 1)
+        errors = lambda a: np.median([rel(a[i], exact[i]) for i in range(len(a))])  # noqa: E731
+        print(f"exact IG of {args.count} held-out digits (gig --method exact, f64)")
+        best = {}
+        for rule in RULES:
+            for steps in args.captum_steps:
+                a = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=target,
+                                                         n_steps=steps, method=rule)
+                a = a.detach().cpu().numpy()
+                if rule == "riemann_trapezoid":
+                    a = a * steps / (steps - 1)  # Captum's trapezoid weights sum to (n-1)/n
+                e = errors(a)
+                print(f"captum {rule:18s} {steps:5d} steps: median error {e:.2e}")
+                if e <= args.goal:
+                    best.setdefault("captum", []).append((steps, rule, e))
+                    break
+        for budget in args.gig_budgets:
+            e = errors(gig_run("adaptive", budget))
+            print(f"gig    adaptive           {budget:5d} budget: median error {e:.2e}")
+            if e <= args.goal:
+                best["gig"] = (budget, e)
+                break
+    if "captum" not in best or "gig" not in best:
+        print(f"no setting reached the goal {args.goal:.1e}; extend --captum-steps / --gig-budgets")
+        return 1
+    steps, rule, ce = min(best["captum"])
+    budget, ge = best["gig"]
+    print(f"cheapest within {args.goal:.1e}: Captum {rule} {steps} steps ({ce:.2e}), gig adaptive {budget} ({ge:.2e})")
+    for batch in args.batch:
+        xb = x[:batch] if batch <= len(x) else x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch]
+        tb = model(xb).argmax(1)
+        ours, theirs = [], []
+        for _ in range(args.rounds):
+            ours.append(gig_timing(args, batch, "adaptive", budget))
+            theirs.append(captum_timing(model, xb, tb, steps, rule, args.device, args.repeat))
+        g, c = float(np.median(ours)), float(np.median(theirs))
+        print(f"batch {batch:4d}: gig adaptive {budget}: {g * 1e3:9.1f} ms, Captum {rule} {steps}: {c * 1e3:9.1f} ms "
+              f"(torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads): gig {c / g:.2f}x faster")
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -196,8 +294,20 @@ def main():
     sp.add_argument("--rounds", type=int, default=3)
     sp.add_argument("--repeat", type=int, default=5)
     sp.add_argument("--gig-args", nargs=argparse.REMAINDER, default=[])
+    ac = sub.add_parser("accuracy", help="time to an attribution within --goal of exact IG, gig vs Captum")
+    ac.add_argument("--gig", default="target/release/gig")
+    ac.add_argument("--model", default="assets/mnist_cnn.safetensors")
+    ac.add_argument("--count", type=int, default=16)
+    ac.add_argument("--goal", type=float, default=4e-4)
+    ac.add_argument("--captum-steps", type=int, nargs="+", default=[256, 384, 512, 640, 768, 1024, 1536, 2048])
+    ac.add_argument("--gig-budgets", type=int, nargs="+", default=[64, 96, 128, 160, 192, 256])
+    ac.add_argument("--batch", type=int, nargs="+", default=[1, 16])
+    ac.add_argument("--device", default="cpu")
+    ac.add_argument("--rounds", type=int, default=3)
+    ac.add_argument("--repeat", type=int, default=5)
+    ac.add_argument("--gig-args", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args()
-    sys.exit(parity(args) if args.command == "parity" else speed(args))
+    sys.exit({"parity": parity, "speed": speed, "accuracy": accuracy}[args.command](args))
 
 
 if __name__ == "__main__":

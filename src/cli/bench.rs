@@ -2,8 +2,8 @@
 
 use super::{DeviceArgs, load_model};
 use gig::gpu::{Engine, EngineOptions, Gpu, KernelTime};
-use gig::quadrature::Rule;
-use gig::{Backend, Batch, CpuBackend, Result, integrated_gradients};
+use gig::method::{self, Method, Settings};
+use gig::{Backend, Batch, CpuBackend, Result};
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use std::path::PathBuf;
@@ -20,7 +20,7 @@ pub struct Args {
     /// Images per attribution
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Quadrature rule
+    /// Method, as for gig attribute (a uniform rule, adaptive, split or idg)
     #[arg(long, default_value = "gausslegendre")]
     method: String,
     /// Timed attributions (after one warm-up)
@@ -51,7 +51,11 @@ pub fn run(args: Args) -> Result<()> {
         return run_train(args);
     }
     let model = load_model(&args.model)?;
-    let quadrature = Rule::parse(&args.method)?.nodes(args.steps)?;
+    let method = Method::parse(&args.method)?;
+    let settings = Settings {
+        steps: args.steps,
+        ..Settings::default()
+    };
     if args.batch == 0 || args.repeat == 0 {
         return Err(gig::Error::Input(
             "--batch and --repeat must be at least 1".into(),
@@ -75,11 +79,11 @@ pub fn run(args: Args) -> Result<()> {
         engine = Some(Engine::new(&gpu, &model, options.clone())?);
         Box::new(Engine::new(&gpu, &model, options)?)
     };
-    let warm = integrated_gradients(backend.as_mut(), &batch, &quadrature)?;
+    let warm = method::explain(backend.as_mut(), &batch, method, &settings)?;
     let mut times = Vec::with_capacity(args.repeat);
     for _ in 0..args.repeat {
         let t = Instant::now();
-        integrated_gradients(backend.as_mut(), &batch, &quadrature)?;
+        method::explain(backend.as_mut(), &batch, method, &settings)?;
         times.push(t.elapsed().as_secs_f64());
     }
     let (min, max) = (
@@ -87,7 +91,12 @@ pub fn run(args: Args) -> Result<()> {
         times.iter().copied().fold(0.0, f64::max),
     );
     let med = median(&mut times);
-    let evaluations = (args.batch * args.steps) as f64;
+    // images x steps for a uniform rule; for the others the points (cells) they evaluated.
+    let evaluations: f64 = warm
+        .images
+        .iter()
+        .map(|r| r.gradient_evaluations as f64)
+        .sum();
 
     // Then attributions on a second engine with every dispatch timed: per kernel, the median over runs.
     let mut kernels: Vec<KernelTime> = Vec::new();
@@ -97,13 +106,13 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(e) = engine.as_mut() {
         flops_per_evaluation = Some(e.flops_per_evaluation());
         bytes_per_evaluation = Some(e.bytes_per_evaluation());
-        integrated_gradients(e, &batch, &quadrature)?;
+        method::explain(e, &batch, method, &settings)?;
         let mut runs: Vec<Vec<KernelTime>> = Vec::new();
         for _ in 0..args.repeat.min(5) {
             if e.start_profiling().is_err() {
                 break;
             }
-            integrated_gradients(e, &batch, &quadrature)?;
+            method::explain(e, &batch, method, &settings)?;
             runs.extend(e.take_profile());
         }
         if let Some(first) = runs.first() {

@@ -46,6 +46,10 @@ pub struct Args {
     /// The median relative error whose cheapest budget per method is reported
     #[arg(long, default_value_t = 4e-4)]
     goal: f64,
+    /// Keep the exact reference in this .npy file: computed and written if it does not exist, else read
+    /// (it must hold COUNT images of the model's input shape, for the same split, targets and baseline)
+    #[arg(long)]
+    reference: Option<PathBuf>,
     /// Write the rows as CSV
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -97,21 +101,46 @@ pub fn run(args: Args) -> Result<()> {
         Target::parse(&args.target)?.resolve(backend.as_mut(), &inputs.data, data.len())?;
     let batch = Batch::new(&model, inputs.data.clone(), baselines.data, targets)?;
 
-    let bar = progress(args.json, batch.len() as u64, "exact IG (CPU, f64)");
-    let start = std::time::Instant::now();
-    let (reference, pieces) = study::exact_reference(&model, &batch, || bar.inc(1))?;
-    bar.finish_and_clear();
-    let mut sorted = pieces.clone();
-    sorted.sort_unstable();
+    let (reference, pieces) = match &args.reference {
+        Some(path) if path.exists() => {
+            let t = Tensor::read_npy(path)?;
+            if t.data.len() != batch.inputs.len() {
+                return Err(Error::Input(format!(
+                    "{}: holds {} values, but {} images of shape {:?} need {}",
+                    path.display(),
+                    t.data.len(),
+                    batch.len(),
+                    model.input_shape(),
+                    batch.inputs.len()
+                )));
+            }
+            (t.data.iter().map(|&v| f64::from(v)).collect(), Vec::new())
+        }
+        _ => {
+            let bar = progress(args.json, batch.len() as u64, "exact IG (CPU, f64)");
+            let start = std::time::Instant::now();
+            let (reference, pieces) = study::exact_reference(&model, &batch, || bar.inc(1))?;
+            bar.finish_and_clear();
+            let mut sorted = pieces.clone();
+            sorted.sort_unstable();
+            if !args.json {
+                println!(
+                    "exact IG of {} images in {:.1} s: {} to {} linear pieces per path (median {})",
+                    batch.len(),
+                    start.elapsed().as_secs_f64(),
+                    sorted[0],
+                    sorted[sorted.len() - 1],
+                    sorted[sorted.len() / 2]
+                );
+            }
+            if let Some(path) = &args.reference {
+                let values = reference.iter().map(|&v| v as f32).collect();
+                Tensor::new(inputs.shape.clone(), values)?.write_npy(path)?;
+            }
+            (reference, pieces)
+        }
+    };
     if !args.json {
-        println!(
-            "exact IG of {} images in {:.1} s: {} to {} linear pieces per path (median {})",
-            batch.len(),
-            start.elapsed().as_secs_f64(),
-            sorted[0],
-            sorted[sorted.len() - 1],
-            sorted[sorted.len() / 2]
-        );
         println!(
             "{:>18} {:>7} {:>11} {:>11} {:>8} {:>9}",
             "method", "budget", "median", "max", "spent", "seconds"
