@@ -25,10 +25,12 @@ pub mod method;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod plot;
 pub mod quadrature;
 pub mod schedule;
 pub mod tensor;
 pub mod train;
+pub mod visualize;
 
 pub use backend::{Backend, Batch, Evaluation, RunStats};
 pub use baseline::Baseline;
