@@ -1,8 +1,8 @@
 //! Signed diverging heatmaps of attributions, written as PNG: each image's input (grey) beside its
 //! attribution map (blue negative, white zero, red positive), one image per row.
 
-use crate::error::{Error, Result};
-use image::{Rgb, RgbImage};
+use crate::error::Result;
+use crate::visualize::{self, GridRow, Panel, Style};
 use std::path::Path;
 
 /// Percent of the attribution mass clipped as outliers (Captum's `outlier_perc`), so one outlier does not
@@ -41,8 +41,8 @@ pub fn clip_scale(values: &[f32], outlier_percent: f64) -> f32 {
     *mags.last().unwrap() as f32
 }
 
-/// Writes one row per image: the input (channel mean, grey) and its attribution map (channel sum),
-/// each pixel drawn `scale` x `scale`.
+/// Writes one row per image: the input (channel mean, grey) beside its attribution map (channel sum),
+/// each pixel drawn `scale` x `scale`. [`crate::visualize`] has the other ways of drawing them.
 pub fn write(
     path: impl AsRef<Path>,
     inputs: &[f32],
@@ -50,51 +50,22 @@ pub fn write(
     shape: [usize; 3],
     scale: u32,
 ) -> Result<()> {
-    let path = path.as_ref();
-    let [c, h, w] = shape;
-    let len = c * h * w;
-    let n = attributions.len() / len;
-    let s = scale as usize;
-    let mut img = RgbImage::from_pixel(
-        (2 * w * s + s) as u32,
-        (n * h * s + (n - 1) * s) as u32,
-        Rgb([255, 255, 255]),
-    );
-    for i in 0..n {
-        let plane = |data: &[f32], f: &dyn Fn(&[f32]) -> f32| -> Vec<f32> {
-            (0..h * w)
-                .map(|p| {
-                    f(&(0..c)
-                        .map(|ch| data[i * len + ch * h * w + p])
-                        .collect::<Vec<_>>())
-                })
-                .collect()
-        };
-        let grey = plane(inputs, &|v| v.iter().sum::<f32>() / c as f32);
-        let attr = plane(attributions, &|v| v.iter().sum());
-        let k = clip_scale(&attr, OUTLIER_PERCENT);
-        for p in 0..h * w {
-            let g = (grey[p].clamp(0.0, 1.0) * 255.0).round() as u8;
-            let (y, x) = (p / w, p % w);
-            let top = i * (h * s + s) + y * s;
-            for dy in 0..s {
-                for dx in 0..s {
-                    img.put_pixel((x * s + dx) as u32, (top + dy) as u32, Rgb([g, g, g]));
-                    img.put_pixel(
-                        (w * s + s + x * s + dx) as u32,
-                        (top + dy) as u32,
-                        Rgb(diverging(attr[p] / k)),
-                    );
-                }
-            }
-        }
-    }
-    img.save(path).map_err(|e| {
-        Error::Input(format!(
-            "{}: cannot write the heatmap ({e})",
-            path.display()
-        ))
-    })
+    let style = Style {
+        scale,
+        ..Style::default()
+    };
+    let len = shape.iter().product::<usize>();
+    let rows: Vec<GridRow> = inputs
+        .chunks(len)
+        .zip(attributions.chunks(len))
+        .map(|(input, attribution)| GridRow {
+            title: String::new(),
+            input: input.to_vec(),
+            shape,
+            panels: vec![Panel::new("", attribution.to_vec(), &style)],
+        })
+        .collect();
+    visualize::write_png(&visualize::grid(&rows, &style)?, path)
 }
 
 #[cfg(test)]

@@ -25,11 +25,13 @@ pub mod method;
 pub mod model;
 pub mod ops;
 pub mod optim;
+pub mod plot;
 pub mod quadrature;
 pub mod schedule;
 pub mod study;
 pub mod tensor;
 pub mod train;
+pub mod visualize;
 
 pub use backend::{Backend, Batch, Evaluation, RunStats};
 pub use baseline::Baseline;

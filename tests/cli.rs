@@ -378,6 +378,100 @@ fn bad_arguments() {
 }
 
 #[test]
+fn compare_methods_in_the_heatmap_grid_and_plot_the_path() {
+    let dir = scratch("pictures");
+    let (out, heat, plot) = (dir.join("a.npy"), dir.join("h.png"), dir.join("p.svg"));
+    let o = gig(&[
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        "assets/digits/3.png",
+        DIGIT,
+        "--method",
+        "split",
+        "--steps",
+        "24",
+        "--out",
+        &text(&out),
+        "--heatmap",
+        &text(&heat),
+        "--compare",
+        "riemann_middle,split",
+        "--visual",
+        "heat_map,alpha_scaling",
+        "--colorbar",
+        "--heatmap-scale",
+        "4",
+        "--path-plot",
+        &text(&plot),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The .npy is --method's: its attribution sum is split's.
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    assert!(stdout.contains("split at alpha"), "{stdout}");
+    // Two rows; the input and two visuals for each of two methods: five columns at least 112 wide.
+    let img = image::open(&heat).unwrap().to_rgb8();
+    assert!(img.width() >= 5 * 112, "{}", img.width());
+    let row = 112 + gig::visualize::COLORBAR_HEIGHT + 2 * gig::visualize::TITLE_LINE;
+    assert_eq!(
+        img.height(),
+        gig::visualize::GRID_GAP + 2 * (row + gig::visualize::GRID_GAP)
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("image 0: split, target 3"));
+    assert!(svg.contains("image 1: split, target 7"));
+    assert_eq!(svg.matches("cut at alpha").count(), 2);
+}
+
+#[test]
+fn bad_picture_arguments() {
+    let dir = scratch("picture-args");
+    let out = text(&dir.join("a.npy"));
+    let heat = text(&dir.join("h.png"));
+    let base = [
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        DIGIT,
+        "--out",
+        &out,
+    ];
+    let with = |extra: &[&str]| gig(&[&base[..], extra].concat());
+    fails_with(
+        &with(&["--heatmap", &heat, "--visual", "heat_map,heatmap"]),
+        "unknown visual method `heatmap`",
+    );
+    fails_with(
+        &with(&["--heatmap", &heat, "--sign", "both"]),
+        "unknown sign `both`",
+    );
+    fails_with(
+        &with(&[
+            "--heatmap",
+            &heat,
+            "--visual",
+            "masked_image",
+            "--sign",
+            "all",
+        ]),
+        "masked_image cannot show sign `all`",
+    );
+    fails_with(
+        &with(&["--heatmap", &heat, "--compare", "adaptive,simpson"]),
+        "unknown method `simpson`",
+    );
+    fails_with(
+        &with(&["--heatmap", &heat, "--outlier-percent", "100"]),
+        "outlier percent 100",
+    );
+    fails_with(&with(&["--path-plot", "p.jpg"]), "`.jpg`");
+    // The heatmap options without a heatmap to apply them to.
+    fails_with(&with(&["--compare", "adaptive"]), "--heatmap");
+}
+
+#[test]
 fn bad_inputs() {
     let dir = scratch("inputs");
     let out = text(&dir.join("a.npy"));

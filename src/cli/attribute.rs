@@ -2,8 +2,9 @@
 
 use super::{DeviceArgs, load_model};
 use gig::backend::Batch;
-use gig::method::{self, Method, Settings};
-use gig::{Baseline, Error, Result, Target, Tensor, heatmap};
+use gig::method::{self, Explanation, Method, Settings};
+use gig::visualize::{self, GridRow, Panel, Sign, Style, VisualMethod};
+use gig::{Baseline, Error, Result, Target, Tensor, plot};
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -39,9 +40,41 @@ pub struct Args {
     /// split: cut the path where F first reaches F(b) + RATIO (F(x) - F(b)); in (0, 1)
     #[arg(long, default_value_t = 0.9)]
     split_ratio: f64,
-    /// Write a signed heatmap PNG (input beside its attribution map, one row per image)
+    /// Write a heatmap grid PNG: per image a row with the input and its maps (see --visual)
     #[arg(long)]
     heatmap: Option<PathBuf>,
+    /// The maps of each heatmap row, any of heat_map, blended_heat_map, masked_image, alpha_scaling
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "heatmap",
+        default_value = "heat_map,blended_heat_map,masked_image"
+    )]
+    visual: Vec<String>,
+    /// The attributions the maps show: all, positive, negative or absolute_value [default: all for
+    /// heat_map and blended_heat_map, absolute_value for masked_image and alpha_scaling]
+    #[arg(long, requires = "heatmap")]
+    sign: Option<String>,
+    /// Percent of the attribution mass that saturates the maps (Captum's outlier_perc)
+    #[arg(long, requires = "heatmap", default_value_t = gig::heatmap::OUTLIER_PERCENT)]
+    outlier_percent: f64,
+    /// Opacity of blended_heat_map's colours over the grey input
+    #[arg(long, requires = "heatmap", default_value_t = 0.5)]
+    blend_alpha: f32,
+    /// Draw a colour bar, in attribution units, under every map
+    #[arg(long, requires = "heatmap")]
+    colorbar: bool,
+    /// Pixels per input pixel in the heatmap
+    #[arg(long, requires = "heatmap", default_value_t = 8)]
+    heatmap_scale: u32,
+    /// Also attribute with these methods (same steps and settings) and give each its heatmap columns;
+    /// the .npy stays the --method one
+    #[arg(long, value_delimiter = ',', requires = "heatmap")]
+    compare: Vec<String>,
+    /// Write a plot of F and |dF/dx| along the path with the gradient alphas, one panel per image (.png
+    /// or .svg)
+    #[arg(long)]
+    path_plot: Option<PathBuf>,
     /// Print one JSON object per image with its diagnostics
     #[arg(long)]
     json: bool,
@@ -51,6 +84,24 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let method = Method::parse(&args.method)?;
+    let mut compare: Vec<Method> = Vec::new();
+    for name in &args.compare {
+        let m = Method::parse(name.trim())?;
+        if !compare.contains(&m) {
+            compare.push(m);
+        }
+    }
+    let style = Style {
+        outlier_percent: args.outlier_percent,
+        blend_alpha: args.blend_alpha,
+        colorbar: args.colorbar,
+        scale: args.heatmap_scale,
+        ..Style::default()
+    };
+    let visuals = visuals(&args.visual, args.sign.as_deref(), &style)?;
+    if let Some(path) = &args.path_plot {
+        plot::check_extension(path)?;
+    }
     let settings = Settings {
         steps: args.steps,
         tolerance: args.tolerance,
@@ -70,7 +121,35 @@ pub fn run(args: Args) -> Result<()> {
     let values: Vec<f32> = ig.values.iter().map(|&v| v as f32).collect();
     Tensor::new(inputs.shape.clone(), values.clone())?.write_npy(&args.out)?;
     if let Some(path) = &args.heatmap {
-        heatmap::write(path, &inputs.data, &values, model.input_shape(), 8)?;
+        // --method's own run is reused, not repeated.
+        let columns: Vec<(Method, Explanation)> = if compare.is_empty() {
+            vec![(method, ig.clone())]
+        } else {
+            compare
+                .iter()
+                .map(|&m| {
+                    let run = if m == method {
+                        ig.clone()
+                    } else {
+                        method::explain(backend.as_mut(), &batch, m, &settings)?
+                    };
+                    Ok((m, run))
+                })
+                .collect::<Result<_>>()?
+        };
+        let names: Vec<String> = if args.input.len() == n {
+            args.input
+                .iter()
+                .map(|p| p.file_name().unwrap_or_default().to_string_lossy().into())
+                .collect()
+        } else {
+            (0..n).map(|i| format!("image {i}")).collect()
+        };
+        let rows = grid_rows(&inputs, &names, &ig, &columns, &visuals);
+        visualize::write_png(&visualize::grid(&rows, &style)?, path)?;
+    }
+    if let Some(path) = &args.path_plot {
+        plot::path_plot(path, &ig.images)?;
     }
     for r in &ig.images {
         if args.json {
@@ -124,4 +203,65 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The (visual method, sign) of each map in a heatmap row; without --sign each method's own default.
+fn visuals(
+    names: &[String],
+    sign: Option<&str>,
+    style: &Style,
+) -> Result<Vec<(VisualMethod, Sign)>> {
+    let sign = sign.map(Sign::parse).transpose()?;
+    names
+        .iter()
+        .map(|name| {
+            let visual = VisualMethod::parse(name.trim())?;
+            let sign = sign.unwrap_or(visual.default_sign());
+            Style {
+                method: visual,
+                sign,
+                ..*style
+            }
+            .check()?;
+            Ok((visual, sign))
+        })
+        .collect()
+}
+
+/// Per image: its input, titled with its name and target, then for each method (column group) one
+/// panel per visual.
+fn grid_rows(
+    inputs: &Tensor,
+    names: &[String],
+    ig: &Explanation,
+    columns: &[(Method, Explanation)],
+    visuals: &[(VisualMethod, Sign)],
+) -> Vec<GridRow> {
+    let shape = [inputs.shape[1], inputs.shape[2], inputs.shape[3]];
+    let dim = shape.iter().product::<usize>();
+    (0..inputs.shape[0])
+        .map(|i| {
+            let mut panels = Vec::new();
+            for (m, e) in columns {
+                let map: Vec<f32> = e.values[i * dim..(i + 1) * dim]
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect();
+                for &(visual, sign) in visuals {
+                    panels.push(Panel {
+                        title: format!("{}\n{}, {}", m.name(), visual.label(), sign.label()),
+                        attribution: map.clone(),
+                        method: visual,
+                        sign,
+                    });
+                }
+            }
+            GridRow {
+                title: format!("{}\ntarget {}", names[i], ig.images[i].target),
+                input: inputs.data[i * dim..(i + 1) * dim].to_vec(),
+                shape,
+                panels,
+            }
+        })
+        .collect()
 }
