@@ -61,6 +61,9 @@ pub struct AdaptiveConfig {
     pub probe_weight: f64,
     /// Share of the cell budget placed in the first round; the rest refines (adaptive only).
     pub first_round: f64,
+    /// At most this share of the cells is split in one refinement round: smaller shares aim better
+    /// but take more rounds (submissions).
+    pub split_share: f64,
 }
 
 impl AdaptiveConfig {
@@ -75,6 +78,7 @@ impl AdaptiveConfig {
             probes: 5,
             probe_weight: 0.3,
             first_round: 0.75,
+            split_share: 0.25,
         }
     }
 
@@ -363,7 +367,8 @@ impl Driver {
             return;
         }
         // Split the cells with the largest mismatches at their edges, a few per round.
-        let per_round = splits.min((image.cells.len() / 4).max(1));
+        let per_round =
+            splits.min(((image.cells.len() as f64 * self.config.split_share) as usize).max(1));
         let mut order: Vec<usize> = (0..image.cells.len()).collect();
         let score = |k: usize| e[k] + e[k + 1];
         order.sort_by(|&a, &b| score(b).total_cmp(&score(a)).then(a.cmp(&b)));

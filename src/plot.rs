@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::method::Report;
+use crate::study::Row;
 use crate::visualize::{register_font, write_png};
 use image::RgbImage;
 use plotters::coord::Shift;
@@ -70,7 +71,7 @@ pub fn check_extension(path: &Path) -> Result<Format> {
         "png" => Ok(Format::Png),
         "svg" => Ok(Format::Svg),
         _ => Err(Error::Input(format!(
-            "{}: unknown path plot format `.{ext}` (use .png or .svg)",
+            "{}: unknown plot format `.{ext}` (use .png or .svg)",
             path.display()
         ))),
     }
@@ -312,6 +313,117 @@ where
         }
         area.draw(&Text::new(text.as_str(), (x + 26, y), font.clone()))?;
     }
+    Ok(())
+}
+
+/// The plot of `gig study`: median error against budget, log-log, one line per method, the goal as a
+/// dashed line; PNG or SVG by `path`'s extension.
+pub fn study_plot(path: &Path, rows: &[Row], goal: f64, images: usize) -> Result<()> {
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::Input(format!("{}: cannot draw the plot ({e})", path.display()))
+    };
+    register_font();
+    let size = (800, 520);
+    match check_extension(path)? {
+        Format::Png => {
+            let mut img = RgbImage::new(size.0, size.1);
+            draw_study(
+                BitMapBackend::with_buffer(&mut img, size).into_drawing_area(),
+                rows,
+                goal,
+                images,
+            )
+            .map_err(|e| fail(&e))?;
+            write_png(&img, path)
+        }
+        Format::Svg => draw_study(
+            SVGBackend::new(path, size).into_drawing_area(),
+            rows,
+            goal,
+            images,
+        )
+        .map_err(|e| fail(&e)),
+    }
+}
+
+fn draw_study<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    rows: &[Row],
+    goal: f64,
+    images: usize,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let (lo_b, hi_b) = rows.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| {
+        (lo.min(r.budget as f64), hi.max(r.budget as f64))
+    });
+    let (lo_e, hi_e) = rows.iter().fold((goal, goal), |(lo, hi), r| {
+        (lo.min(r.median), hi.max(r.median))
+    });
+    let mut budgets: Vec<f64> = rows.iter().map(|r| r.budget as f64).collect();
+    budgets.sort_by(f64::total_cmp);
+    budgets.dedup();
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("IG error against exact IG, median over {images} held-out digits"),
+            ("sans-serif", 20),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (lo_b * 0.8..hi_b * 1.25)
+                .log_scale()
+                .with_key_points(budgets.clone()),
+            (lo_e * 0.5..hi_e * 2.0).log_scale(),
+        )?;
+    chart
+        .configure_mesh()
+        .x_desc("budget (gradient evaluations per image)")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_desc("relative L2 error")
+        .y_label_formatter(&|v| format!("{v:.0e}"))
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    let mut methods: Vec<&str> = rows.iter().map(|r| r.method).collect();
+    methods.dedup();
+    for (k, m) in methods.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let style = if *m == "adaptive" {
+            color.stroke_width(3)
+        } else {
+            color.stroke_width(1)
+        };
+        let points: Vec<(f64, f64)> = rows
+            .iter()
+            .filter(|r| r.method == *m)
+            .map(|r| (r.budget as f64, r.median))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), style))?
+            .label(*m)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+    }
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(lo_b * 0.8, goal), (hi_b * 1.25, goal)],
+            6,
+            4,
+            BLACK.stroke_width(1),
+        ))?
+        .label(format!("goal {goal:.0e}"))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()?;
     Ok(())
 }
 

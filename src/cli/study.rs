@@ -8,7 +8,6 @@ use gig::method::Method;
 use gig::study::{self, Row};
 use gig::{Baseline, Error, Result, Target, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use plotters::prelude::*;
 use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
@@ -200,7 +199,7 @@ pub fn run(args: Args) -> Result<()> {
         write_csv(path, &rows)?;
     }
     if let Some(path) = &args.plot {
-        plot(path, &rows, args.goal, batch.len())?;
+        gig::plot::study_plot(path, &rows, args.goal, batch.len())?;
     }
     Ok(())
 }
@@ -225,124 +224,4 @@ fn write_csv(path: &Path, rows: &[Row]) -> Result<()> {
     }
     std::fs::write(path, text)
         .map_err(|e| Error::Input(format!("{}: cannot write ({e})", path.display())))
-}
-
-/// Median error against budget, log-log, one line per method, the goal as a dashed line.
-fn plot(path: &Path, rows: &[Row], goal: f64, images: usize) -> Result<()> {
-    let fail = |e: &dyn std::fmt::Display| {
-        Error::Input(format!("{}: cannot draw the plot ({e})", path.display()))
-    };
-    register_font();
-    let svg = match path.extension().and_then(|e| e.to_str()) {
-        Some("svg") => true,
-        Some("png") => false,
-        _ => {
-            return Err(Error::Input(format!(
-                "{}: the plot must be .png or .svg",
-                path.display()
-            )));
-        }
-    };
-    let size = (800, 520);
-    if svg {
-        draw(
-            SVGBackend::new(path, size).into_drawing_area(),
-            rows,
-            goal,
-            images,
-        )
-        .map_err(|e| fail(&e))
-    } else {
-        draw(
-            BitMapBackend::new(path, size).into_drawing_area(),
-            rows,
-            goal,
-            images,
-        )
-        .map_err(|e| fail(&e))
-    }
-}
-
-fn draw<DB: DrawingBackend>(
-    root: DrawingArea<DB, plotters::coord::Shift>,
-    rows: &[Row],
-    goal: f64,
-    images: usize,
-) -> std::result::Result<(), Box<dyn std::error::Error>>
-where
-    DB::ErrorType: 'static,
-{
-    root.fill(&WHITE)?;
-    let (lo_b, hi_b) = rows.iter().fold((f64::MAX, 0.0f64), |(lo, hi), r| {
-        (lo.min(r.budget as f64), hi.max(r.budget as f64))
-    });
-    let (lo_e, hi_e) = rows.iter().fold((goal, goal), |(lo, hi), r| {
-        (lo.min(r.median), hi.max(r.median))
-    });
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("IG error against exact IG, median over {images} held-out digits"),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
-        .build_cartesian_2d(
-            (lo_b * 0.8..hi_b * 1.25).log_scale(),
-            (lo_e * 0.5..hi_e * 2.0).log_scale(),
-        )?;
-    chart
-        .configure_mesh()
-        .x_desc("budget (gradient evaluations per image)")
-        .y_desc("relative L2 error")
-        .y_label_formatter(&|v| format!("{v:.0e}"))
-        .label_style(("sans-serif", 14))
-        .draw()?;
-    let mut methods: Vec<&str> = rows.iter().map(|r| r.method).collect();
-    methods.dedup();
-    for (k, m) in methods.iter().enumerate() {
-        let color = Palette99::pick(k).to_rgba();
-        let style = if *m == "adaptive" {
-            color.stroke_width(3)
-        } else {
-            color.stroke_width(1)
-        };
-        let points: Vec<(f64, f64)> = rows
-            .iter()
-            .filter(|r| r.method == *m)
-            .map(|r| (r.budget as f64, r.median))
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), style))?
-            .label(*m)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
-        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-    }
-    chart
-        .draw_series(DashedLineSeries::new(
-            vec![(lo_b * 0.8, goal), (hi_b * 1.25, goal)],
-            6,
-            4,
-            BLACK.stroke_width(1),
-        ))?
-        .label(format!("goal {goal:.0e}"))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
-    root.present()?;
-    Ok(())
-}
-
-/// plotters draws text with the shipped font (no system fonts needed).
-fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let font = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-        // Registration fails only for a font that does not parse, which the shipped one does.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, font);
-    });
 }
