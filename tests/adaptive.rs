@@ -10,15 +10,7 @@ use gig::study::relative_l2;
 use gig::{Backend, CpuBackend, Model};
 
 fn batch(model: &Model, n: usize, seed: u64) -> Batch {
-    let dim = model.input_len();
-    let targets = (0..n).map(|i| i % model.classes()).collect();
-    Batch::new(
-        model,
-        uniform(n * dim, 0.0, 1.0, seed),
-        uniform(n * dim, -0.5, 0.2, seed + 1),
-        targets,
-    )
-    .unwrap()
+    random_batch(model, n, seed, (-0.5, 0.2))
 }
 
 /// One hidden ReLU layer on a 3-value input: F = sum_j v_j relu(w_j . x + c_j) + d. Along a straight

@@ -36,6 +36,20 @@ fn fails_with(out: &Output, needle: &str) {
     assert!(!err.contains("panicked"), "panic:\n{err}");
 }
 
+/// `gig attribute` of the shipped digit with the shipped model into `out`, plus `extra` arguments.
+fn attribute(out: &str, extra: &[&str]) -> Output {
+    let base = [
+        "attribute",
+        "--model",
+        MODEL,
+        "--input",
+        DIGIT,
+        "--out",
+        out,
+    ];
+    gig(&[&base[..], extra].concat())
+}
+
 fn npy_shape(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let t = gig::Tensor::read_npy(path).unwrap();
     (t.shape, t.data)
@@ -135,26 +149,13 @@ fn info_lists_the_chosen_adapter() {
 #[test]
 fn adaptive_split_and_idg_report_what_they_spent() {
     let dir = scratch("methods");
-    let out = dir.join("a.npy");
+    let out = text(&dir.join("a.npy"));
     for (method, extra) in [
         ("adaptive", "error_estimate"),
         ("split", "left_sum"),
         ("idg", "integral of (dF/dalpha)^2"),
     ] {
-        let o = gig(&[
-            "attribute",
-            "--model",
-            MODEL,
-            "--input",
-            DIGIT,
-            "--out",
-            &text(&out),
-            "--method",
-            method,
-            "--steps",
-            "40",
-            "--json",
-        ]);
+        let o = attribute(&out, &["--method", method, "--steps", "40", "--json"]);
         assert!(
             o.status.success(),
             "{method}: {}",
@@ -177,49 +178,13 @@ fn adaptive_split_and_idg_report_what_they_spent() {
             !alphas.is_empty() && alphas.len() as u64 <= g,
             "{method}: the chosen alphas"
         );
-        assert_eq!(npy_shape(&out).0, vec![1, 1, 28, 28]);
+        assert_eq!(npy_shape(Path::new(&out)).0, vec![1, 1, 28, 28]);
     }
-    let o = gig(&[
-        "attribute",
-        "--model",
-        MODEL,
-        "--input",
-        DIGIT,
-        "--out",
-        &text(&out),
-        "--method",
-        "split",
-        "--split-ratio",
-        "1.2",
-    ]);
+    let o = attribute(&out, &["--method", "split", "--split-ratio", "1.2"]);
     fails_with(&o, "split ratio 1.2 must lie strictly between 0 and 1");
-    let o = gig(&[
-        "attribute",
-        "--model",
-        MODEL,
-        "--input",
-        DIGIT,
-        "--out",
-        &text(&out),
-        "--method",
-        "adaptive",
-        "--steps",
-        "4",
-    ]);
+    let o = attribute(&out, &["--method", "adaptive", "--steps", "4"]);
     fails_with(&o, "adaptive needs a budget (--steps) of at least 5");
-    let o = gig(&[
-        "attribute",
-        "--model",
-        MODEL,
-        "--input",
-        DIGIT,
-        "--out",
-        &text(&out),
-        "--method",
-        "adaptive",
-        "--tolerance",
-        "0",
-    ]);
+    let o = attribute(&out, &["--method", "adaptive", "--tolerance", "0"]);
     fails_with(&o, "tolerance 0 must be a positive number");
 }
 
@@ -341,16 +306,7 @@ fn bad_model_files() {
 fn bad_arguments() {
     let dir = scratch("args");
     let out = text(&dir.join("a.npy"));
-    let base = [
-        "attribute",
-        "--model",
-        MODEL,
-        "--input",
-        DIGIT,
-        "--out",
-        &out,
-    ];
-    let with = |extra: &[&str]| gig(&[&base[..], extra].concat());
+    let with = |extra: &[&str]| attribute(&out, extra);
     fails_with(
         &with(&["--target", "10"]),
         "target 10 of image 0 is out of range",
@@ -429,16 +385,7 @@ fn bad_picture_arguments() {
     let dir = scratch("picture-args");
     let out = text(&dir.join("a.npy"));
     let heat = text(&dir.join("h.png"));
-    let base = [
-        "attribute",
-        "--model",
-        MODEL,
-        "--input",
-        DIGIT,
-        "--out",
-        &out,
-    ];
-    let with = |extra: &[&str]| gig(&[&base[..], extra].concat());
+    let with = |extra: &[&str]| attribute(&out, extra);
     fails_with(
         &with(&["--heatmap", &heat, "--visual", "heat_map,heatmap"]),
         "unknown visual method `heatmap`",

@@ -7,15 +7,7 @@ use gig::quadrature::Rule;
 use gig::{Backend, CpuBackend, Engine, EngineOptions, Model, integrated_gradients};
 
 fn batch(model: &Model, n: usize, seed: u64) -> Batch {
-    let dim = model.input_len();
-    let targets = (0..n).map(|i| i % model.classes()).collect();
-    Batch::new(
-        model,
-        uniform(n * dim, 0.0, 1.0, seed),
-        uniform(n * dim, 0.0, 0.2, seed + 1),
-        targets,
-    )
-    .unwrap()
+    random_batch(model, n, seed, (0.0, 0.2))
 }
 
 #[test]

@@ -25,6 +25,19 @@ pub fn rel_l2(a: &[f64], b: &[f64]) -> f64 {
     (diff / norm.max(1e-300)).sqrt()
 }
 
+/// `n` random images in [0, 1) with random baselines in [lo, hi), targets cycling through the classes.
+pub fn random_batch(model: &Model, n: usize, seed: u64, (lo, hi): (f32, f32)) -> gig::Batch {
+    let dim = model.input_len();
+    let targets = (0..n).map(|i| i % model.classes()).collect();
+    gig::Batch::new(
+        model,
+        uniform(n * dim, 0.0, 1.0, seed),
+        uniform(n * dim, lo, hi, seed + 1),
+        targets,
+    )
+    .unwrap()
+}
+
 /// Uniform values in [lo, hi), seeded.
 pub fn uniform(n: usize, lo: f32, hi: f32, seed: u64) -> Vec<f32> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
