@@ -299,7 +299,7 @@ def main():
     ac.add_argument("--model", default="assets/mnist_cnn.safetensors")
     ac.add_argument("--count", type=int, default=16)
     ac.add_argument("--goal", type=float, default=4e-4)
-    ac.add_argument("--captum-steps", type=int, nargs="+", default=[256, 384, 512, 640, 768, 1024, 1536, 2048])
+    ac.add_argument("--captum-steps", type=int, nargs="+", default=[256, 384, 448, 512, 576, 640, 768, 1024, 1536, 2048])
     ac.add_argument("--gig-budgets", type=int, nargs="+", default=[64, 96, 128, 160, 192, 256])
     ac.add_argument("--batch", type=int, nargs="+", default=[1, 16])
     ac.add_argument("--device", default="cpu")
