@@ -118,9 +118,17 @@ impl Engine {
         if self.programs[k].is_none() {
             let max_uniform = self.gpu.limits().max_uniform_buffer_binding_size;
             let purpose = Purpose::Attribution { soft };
+            let tiling = Tiling {
+                workgroup: if soft {
+                    self.tiling.soft_workgroup
+                } else {
+                    self.tiling.workgroup
+                },
+                ..self.tiling
+            };
             let program = Program::new(
                 &self.model,
-                &self.tiling,
+                &tiling,
                 purpose,
                 self.options.fuse,
                 max_uniform,

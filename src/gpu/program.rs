@@ -125,6 +125,11 @@ fn dispatch(
 pub struct Tiling {
     /// Rows per workgroup of the conv, pool and element-wise kernels.
     pub workgroup: usize,
+    /// The same for the soft kernels. On a CPU adapter every workgroup costs its full width even when
+    /// few of its lanes hold rows, and soft rounds are small (adaptive runs a few dozen cells per image
+    /// and round): 16 rows made adaptive IG at batch 1 about 25% faster there than 64, and changed
+    /// batch 16 by a few percent (BENCHMARKS.md).
+    pub soft_workgroup: usize,
     /// Channels per conv tile (output channels forward, input channels backward).
     pub conv_channels: usize,
     /// Neighbouring values per conv tile along a row.
@@ -142,6 +147,7 @@ pub struct Tiling {
 impl Tiling {
     pub const CPU: Tiling = Tiling {
         workgroup: 64,
+        soft_workgroup: 16,
         conv_channels: 16,
         conv_strip: 16,
         pool_strip: 16,
@@ -152,6 +158,7 @@ impl Tiling {
 
     pub const GPU: Tiling = Tiling {
         workgroup: 64,
+        soft_workgroup: 64,
         conv_channels: 8,
         conv_strip: 4,
         pool_strip: 4,
