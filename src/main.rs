@@ -27,6 +27,9 @@ enum Command {
     Train(cli::train::TrainArgs),
     /// Accuracy, per-class accuracy and confusion matrix of a model on a data set.
     Eval(cli::train::EvalArgs),
+    /// Faithfulness metrics of attribution methods (deletion, insertion, infidelity, sensitivity,
+    /// completeness) on a data set, against a random-attribution baseline.
+    EvalAttr(cli::eval_attr::Args),
 }
 
 fn main() {
@@ -37,6 +40,7 @@ fn main() {
         Command::Bench(args) => cli::bench::run(args),
         Command::Train(args) => cli::train::run_train(args),
         Command::Eval(args) => cli::train::run_eval(args),
+        Command::EvalAttr(args) => cli::eval_attr::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
