@@ -22,6 +22,7 @@ pub mod gpu;
 pub mod heatmap;
 pub mod ig;
 pub mod method;
+pub mod metrics;
 pub mod model;
 pub mod ops;
 pub mod optim;

@@ -29,6 +29,9 @@ enum Command {
     Eval(cli::train::EvalArgs),
     /// Error of every method against exact IG as the budget grows, on held-out images.
     Study(cli::study::Args),
+    /// Faithfulness metrics of attribution methods (deletion, insertion, infidelity, sensitivity,
+    /// completeness) on a data set, against a random-attribution baseline.
+    EvalAttr(cli::eval_attr::Args),
 }
 
 fn main() {
@@ -40,6 +43,7 @@ fn main() {
         Command::Train(args) => cli::train::run_train(args),
         Command::Eval(args) => cli::train::run_eval(args),
         Command::Study(args) => cli::study::run(args),
+        Command::EvalAttr(args) => cli::eval_attr::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");

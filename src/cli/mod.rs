@@ -2,6 +2,7 @@
 
 pub mod attribute;
 pub mod bench;
+pub mod eval_attr;
 pub mod info;
 pub mod study;
 pub mod train;
