@@ -14,6 +14,13 @@ use crate::model::Model;
 use crate::schedule::{Capacity, Chunk, PathPlan, Point, Schedule};
 use std::ops::Range;
 
+/// Receives a group's attributions where they lie, instead of a readback: records its own passes into
+/// the group's last encoder, after the finish dispatch. Arguments: the encoder, the attribution buffer
+/// (the group's images one after the other, `dim` f32 each, from offset 0) and the group's images within
+/// the batch. The buffer is overwritten by the next group, so the sink must use it in this encoder.
+pub type GroupSink<'a> =
+    dyn FnMut(&mut wgpu::CommandEncoder, &wgpu::Buffer, Range<usize>) -> Result<()> + 'a;
+
 /// How much of the device the engine may use, and how it lowers the model.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -375,6 +382,7 @@ impl Engine {
         capacity: Capacity,
         stats: &mut RunStats,
         mut logits: Option<&mut Vec<Vec<f32>>>,
+        mut sink: Option<&mut GroupSink<'_>>,
     ) -> Result<(Evaluation, Option<Vec<f32>>)> {
         let dim = r.batch.dim;
         let capacity = Capacity {
@@ -440,7 +448,12 @@ impl Engine {
                 chunk.first_row as u64 * row_bytes,
                 chunk.rows.len() as u64 * row_bytes,
             );
-            if !last {
+            if with_finish && let Some(sink) = sink.as_deref_mut() {
+                // The attributions stay on the device, and so do the diagnostics: nothing is read.
+                let buffer = self.compiled().buffer(Slot::Attributions);
+                sink(&mut encoder, buffer, r.group.clone())?;
+            }
+            if !last || sink.is_some() {
                 gpu.queue.submit([encoder.finish()]);
                 self.compiled_mut().collect_profile(&used, &uniform)?;
                 continue;
@@ -511,12 +524,26 @@ impl Engine {
         }
     }
 
-    /// Evaluates plans in one round per group of images; with `logits`, returns every row's logits.
+    /// Evaluates `plans` like [`Backend::evaluate`] but reads nothing back: each group's attributions
+    /// go to `sink` on the device. Diagnostics (F and the gradient along the path) are not read either,
+    /// so only the stats are returned.
+    pub fn evaluate_on_device(
+        &mut self,
+        batch: &Batch,
+        plans: &[PathPlan],
+        sink: &mut GroupSink<'_>,
+    ) -> Result<RunStats> {
+        Ok(self.run(batch, plans, None, Some(sink))?.stats)
+    }
+
+    /// Evaluates plans in one round per group of images; with `logits`, returns every row's logits;
+    /// with `sink`, hands it the attributions on the device instead of reading anything back.
     fn run(
         &mut self,
         batch: &Batch,
         plans: &[PathPlan],
         mut logits: Option<&mut Vec<Vec<f32>>>,
+        mut sink: Option<&mut GroupSink<'_>>,
     ) -> Result<Evaluation> {
         check_plans(batch, plans)?;
         // Points that stand for cells need the soft kernels.
@@ -565,7 +592,7 @@ impl Engine {
             })?;
             out.stats.groups += 1;
             let (eval, attributions) =
-                self.run_round(&round, capacity, &mut out.stats, logits.as_deref_mut())?;
+                self.run_round(&round, capacity, &mut out.stats, logits.as_deref_mut(), sink.as_deref_mut())?;
             out.merge(group.start, &eval);
             if let Some(a) = attributions {
                 for (o, v) in out.attributions[group.start * dim..group.end * dim]
@@ -677,7 +704,7 @@ impl Backend for Engine {
     }
 
     fn evaluate(&mut self, batch: &Batch, plans: &[PathPlan]) -> Result<Evaluation> {
-        self.run(batch, plans, None)
+        self.run(batch, plans, None, None)
     }
 
     fn logits(&mut self, inputs: &[f32]) -> Result<Vec<Vec<f64>>> {
@@ -692,7 +719,7 @@ impl Backend for Engine {
         };
         let plans = vec![PathPlan::forward(vec![1.0]); n];
         let mut logits = Vec::with_capacity(n);
-        self.run(&batch, &plans, Some(&mut logits))?;
+        self.run(&batch, &plans, Some(&mut logits), None)?;
         Ok(logits
             .into_iter()
             .map(|l| l.into_iter().map(f64::from).collect())
@@ -758,7 +785,7 @@ impl Backend for Engine {
                     fresh: last.is_none(),
                     finish: None,
                 };
-                let (eval, _) = self.run_round(&round, capacity, &mut out.stats, None)?;
+                let (eval, _) = self.run_round(&round, capacity, &mut out.stats, None, None)?;
                 last = Some(eval);
             }
             let weights = driver.weights(group.clone());

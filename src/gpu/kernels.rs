@@ -35,10 +35,12 @@ pub enum Kernel {
     Loss,
     Sgd,
     Adam,
+    /// Attribution maps to RGBA8 texels (texture.rs); no program uses it.
+    Colormap,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 21] = [
+    pub const ALL: [Kernel; 22] = [
         Kernel::Path,
         Kernel::Conv2dForward,
         Kernel::Conv2dBackward,
@@ -60,6 +62,7 @@ impl Kernel {
         Kernel::Loss,
         Kernel::Sgd,
         Kernel::Adam,
+        Kernel::Colormap,
     ];
 
     /// The kernel's file under shaders/ (and its label in pipelines and timings).
@@ -86,6 +89,7 @@ impl Kernel {
             Kernel::Loss => "loss",
             Kernel::Sgd => "sgd",
             Kernel::Adam => "adam",
+            Kernel::Colormap => "colormap",
         }
     }
 
@@ -112,6 +116,7 @@ impl Kernel {
             Kernel::Loss => include_str!("../../shaders/loss.wgsl"),
             Kernel::Sgd => include_str!("../../shaders/sgd.wgsl"),
             Kernel::Adam => include_str!("../../shaders/adam.wgsl"),
+            Kernel::Colormap => include_str!("../../shaders/colormap.wgsl"),
         }
     }
 

@@ -7,12 +7,14 @@ mod kernels;
 mod layout;
 mod profile;
 mod program;
+mod texture;
 mod trainer;
 
 pub use compiled::KernelTime;
 pub use context::{Gpu, GpuOptions, list_adapters, parse_backends};
-pub use engine::{DEFAULT_MAX_MEMORY, Engine, EngineOptions};
+pub use engine::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, GroupSink};
 pub use kernels::{Kernel, Spec};
 pub use layout::{ChunkUniform, RowEntry, SpanEntry, StepUniform};
 pub use program::{Program, Purpose, Tiling};
+pub use texture::{Atlas, AttributionTexture, MAX_PIXELS, TEXTURE_FORMAT};
 pub use trainer::{StepResult, Trainer};

@@ -1042,5 +1042,7 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
         Kernel::Loss => (5.0 * c("CLASSES"), 12.0 * c("CLASSES")),
         Kernel::WeightReduce => (c("P_LEN"), 4.0 * c("P_LEN")),
         Kernel::Sgd | Kernel::Adam => (6.0 * c("LEN"), 20.0 * c("LEN")),
+        // Runs after a program (texture.rs), never in one.
+        Kernel::Colormap => (0.0, 0.0),
     }
 }
