@@ -451,3 +451,22 @@ fn bad_values_are_clear_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn many_accumulators_then_many_images_still_fit_the_device() {
+    // IDG at a large budget keeps ~120 accumulators per image; logits of many images next must not get
+    // buffers sized for both at once (400 x 122 x 784 floats would pass the binding limit).
+    let model = Model::random_from_arch("flatten linear(784,2)", [1, 28, 28], 1).unwrap();
+    let mut gpu = engine(&model);
+    let b = batch(&model, 2, 23);
+    let settings = Settings {
+        steps: 128,
+        ..Settings::default()
+    };
+    method::explain(&mut gpu, &b, Method::Idg, &settings).unwrap();
+    let many = uniform(400 * 784, 0.0, 1.0, 24);
+    let logits = gpu.logits(&many).unwrap();
+    assert_eq!(logits.len(), 400);
+    let again = method::explain(&mut gpu, &b, Method::Idg, &settings).unwrap();
+    assert!(again.values.iter().all(|v| v.is_finite()));
+}

@@ -1,7 +1,7 @@
 //! Every kernel, in every specialization the test models lower to, parses and validates with naga.
 
 use gig::Model;
-use gig::gpu::{Kernel, Program, Purpose, Tiling};
+use gig::gpu::{Atlas, Kernel, Program, Purpose, Tiling};
 
 /// Models whose lowering uses every kernel and every `//#if` flag: fused and unfused ReLUs, masks on
 /// conv, linear and avg-pool, max-pool after a ReLU, the fused and the separate seed, strides, padding.
@@ -55,6 +55,15 @@ fn every_kernel_variant_validates_with_naga() {
                 }
             }
         }
+    }
+    // The colormap kernel belongs to no program: it draws attributions into textures (texture.rs).
+    for (images, channels, shape) in [(1, 1, [28, 28]), (7, 3, [17, 13])] {
+        let atlas = Atlas::new(images, shape, 8192).unwrap();
+        validate(
+            Kernel::Colormap,
+            &Kernel::Colormap.source(&atlas.spec(channels)).unwrap(),
+        );
+        seen.insert(Kernel::Colormap);
     }
     let missing: Vec<_> = Kernel::ALL.iter().filter(|k| !seen.contains(k)).collect();
     assert!(

@@ -172,6 +172,15 @@ impl Compiled {
     }
 
     /// Makes sure the buffers hold `need`, growing them (and rebuilding the bind groups) if not.
+    /// Bytes of all the buffers that `sizes` need.
+    fn bytes(&self, sizes: Sizes) -> u64 {
+        self.program
+            .slots()
+            .into_iter()
+            .map(|slot| self.program.slot_bytes(slot, sizes))
+            .sum()
+    }
+
     pub fn ensure(&mut self, need: Sizes) -> Result<()> {
         let have = self.sizes;
         if !self.bind_groups.is_empty()
@@ -182,11 +191,20 @@ impl Compiled {
         {
             return Ok(());
         }
-        let sizes = Sizes {
+        // Growing every size to the larger of the two lets alternating runs (attributions, then logits)
+        // settle on one set of buffers; but the sizes multiply (images x accumulators), so a run with
+        // many accumulators followed by one with many images could ask for far more than either. Then
+        // the buffers are made for this run alone.
+        let merged = Sizes {
             rows: have.rows.max(need.rows),
             images: have.images.max(need.images),
             group_rows: have.group_rows.max(need.group_rows),
             slots: have.slots.max(need.slots),
+        };
+        let sizes = if self.bytes(merged) <= self.bytes(have) + self.bytes(need) {
+            merged
+        } else {
+            need
         };
         let device = &self.gpu.device;
         self.bind_groups.clear();

@@ -591,8 +591,13 @@ impl Engine {
                 slots: 1,
             })?;
             out.stats.groups += 1;
-            let (eval, attributions) =
-                self.run_round(&round, capacity, &mut out.stats, logits.as_deref_mut(), sink.as_deref_mut())?;
+            let (eval, attributions) = self.run_round(
+                &round,
+                capacity,
+                &mut out.stats,
+                logits.as_deref_mut(),
+                sink.as_deref_mut(),
+            )?;
             out.merge(group.start, &eval);
             if let Some(a) = attributions {
                 for (o, v) in out.attributions[group.start * dim..group.end * dim]

@@ -83,7 +83,10 @@ impl Atlas {
     /// The texel of image `image`'s top left pixel.
     pub fn origin(&self, image: usize) -> [u32; 2] {
         let i = image as u32;
-        [(i % self.columns) * self.width, (i / self.columns) * self.height]
+        [
+            (i % self.columns) * self.width,
+            (i / self.columns) * self.height,
+        ]
     }
 
     /// Bytes per texel row in the staging buffer, padded as `copy_buffer_to_texture` needs.
