@@ -1,9 +1,9 @@
 //! `gig eval-attr`: faithfulness metrics ([`gig::metrics`]) of attribution methods on images of a data set,
 //! as a table of methods x metrics, a JSON line and a CSV of every image's scores.
 
-use super::{DeviceArgs, load_model};
+use super::{DataArgs, DeviceArgs, load_model};
 use gig::backend::Batch;
-use gig::data::{Dataset, MNIST10K_TEST, Split};
+use gig::data::{Dataset, Split};
 use gig::ig::argmax;
 use gig::method::Settings;
 use gig::metrics::{self, Attributor, Metric, MetricConfig, Score, Scores};
@@ -19,14 +19,8 @@ pub struct Args {
     /// Model file
     #[arg(long)]
     model: PathBuf,
-    /// Data set (as for gig train)
-    #[arg(long)]
-    data: PathBuf,
-    /// test (the last --test-size images), train (the others) or all
-    #[arg(long, default_value = "test")]
-    split: Split,
-    #[arg(long, default_value_t = MNIST10K_TEST)]
-    test_size: usize,
+    #[command(flatten)]
+    data: DataArgs,
     /// How many images of the split to score, from its start
     #[arg(long, default_value_t = 100)]
     count: usize,
@@ -108,13 +102,13 @@ pub fn run(args: Args) -> Result<()> {
         return Err(Error::Input("--batch must be at least 1".into()));
     }
     let model = load_model(&args.model)?;
-    let data = Dataset::load(&args.data)?.split(args.split, args.test_size)?;
+    let data = args.data.load()?;
     if args.count > data.len() {
         return Err(Error::Input(format!(
             "--count {} is more than the {} images of the {} split",
             args.count,
             data.len(),
-            split_name(args.split)
+            split_name(args.data.split)
         )));
     }
     if data.shape != model.input_shape() {
@@ -201,7 +195,7 @@ pub fn run(args: Args) -> Result<()> {
             .collect();
         let line = json!({
             "count": data.len(),
-            "split": split_name(args.split),
+            "split": split_name(args.data.split),
             "target": "predicted",
             "baseline": args.baseline,
             "device": device,
@@ -222,8 +216,8 @@ pub fn run(args: Args) -> Result<()> {
     println!(
         "{} {} images of {} (target: predicted class), baseline {}, on {device}, {seconds:.1} s",
         data.len(),
-        split_name(args.split),
-        args.data.display(),
+        split_name(args.data.split),
+        args.data.data.display(),
         args.baseline
     );
     println!(

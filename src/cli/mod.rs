@@ -7,8 +7,10 @@ pub mod info;
 pub mod study;
 pub mod train;
 
+use gig::data::{Dataset, MNIST10K_TEST, Split};
 use gig::gpu::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, Gpu, GpuOptions};
 use gig::{Backend, CpuBackend, Error, Model, Result};
+use std::path::PathBuf;
 
 /// Where to run: `--backend` and `--adapter` (falling back to WGPU_BACKEND and WGPU_ADAPTER_NAME).
 #[derive(clap::Args, Clone, Debug)]
@@ -47,6 +49,27 @@ impl DeviceArgs {
             ..EngineOptions::default()
         };
         Ok(Box::new(Engine::new(&gpu, model, options)?))
+    }
+}
+
+/// Which data set, and which part of it: `--data`, `--split`, `--test-size`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DataArgs {
+    /// Data set: a folder with IDX files (MNIST layout) or with one folder of PNGs per class
+    #[arg(long)]
+    pub data: PathBuf,
+    /// test (the last --test-size images), train (the others) or all
+    #[arg(long, default_value = "test")]
+    pub split: Split,
+    /// Images held out at the end of the data set: the test split
+    #[arg(long, default_value_t = MNIST10K_TEST)]
+    pub test_size: usize,
+}
+
+impl DataArgs {
+    /// The chosen split of the data set.
+    pub fn load(&self) -> Result<Dataset> {
+        Dataset::load(&self.data)?.split(self.split, self.test_size)
     }
 }
 

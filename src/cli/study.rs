@@ -1,9 +1,8 @@
 //! `gig study`: the error of every method against exact IG as a function of the budget, on held-out
 //! images, as a table, JSON lines, CSV and a log-log plot.
 
-use super::{DeviceArgs, load_model};
+use super::{DataArgs, DeviceArgs, load_model};
 use gig::backend::Batch;
-use gig::data::{Dataset, MNIST10K_TEST, Split};
 use gig::method::Method;
 use gig::study::{self, Row};
 use gig::{Baseline, Error, Result, Target, Tensor};
@@ -15,14 +14,8 @@ pub struct Args {
     /// Model file
     #[arg(long)]
     model: PathBuf,
-    /// Data set (IDX or PNG folders, as for gig train)
-    #[arg(long)]
-    data: PathBuf,
-    /// test (the last --test-size images), train or all
-    #[arg(long, default_value = "test")]
-    split: Split,
-    #[arg(long, default_value_t = MNIST10K_TEST)]
-    test_size: usize,
+    #[command(flatten)]
+    data: DataArgs,
     /// Images of the split to study (its first COUNT)
     #[arg(long, default_value_t = 32)]
     count: usize,
@@ -81,7 +74,7 @@ pub fn run(args: Args) -> Result<()> {
         return Err(Error::Input("--budgets must be positive numbers".into()));
     }
     let model = load_model(&args.model)?;
-    let data = Dataset::load(&args.data)?.split(args.split, args.test_size)?;
+    let data = args.data.load()?;
     if args.count == 0 || args.count > data.len() {
         return Err(Error::Input(format!(
             "--count {} must be between 1 and the {} images of the split",

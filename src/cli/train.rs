@@ -1,6 +1,6 @@
 //! `gig train` and `gig eval`: train a CNN on the GPU from a data set, and score a model on one.
 
-use super::{DeviceArgs, load_model};
+use super::{DataArgs, DeviceArgs, load_model};
 use gig::data::{Dataset, MNIST10K_TEST, Split};
 use gig::gpu::Gpu;
 use gig::model::{Model, parse_arch, parse_input_shape};
@@ -128,14 +128,8 @@ pub struct EvalArgs {
     /// Model file
     #[arg(long)]
     model: PathBuf,
-    /// Data set (as for gig train)
-    #[arg(long)]
-    data: PathBuf,
-    /// test (the last --test-size images), train (the others) or all
-    #[arg(long, default_value = "test")]
-    split: Split,
-    #[arg(long, default_value_t = MNIST10K_TEST)]
-    test_size: usize,
+    #[command(flatten)]
+    data: DataArgs,
     /// Print one final JSON line with the scores
     #[arg(long)]
     json: bool,
@@ -145,7 +139,7 @@ pub struct EvalArgs {
 
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let model = load_model(&args.model)?;
-    let data = Dataset::load(&args.data)?.split(args.split, args.test_size)?;
+    let data = args.data.load()?;
     let mut backend = args.device.backend(&model)?;
     let s = score(backend.as_mut(), &data)?;
     if args.json {
