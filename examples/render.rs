@@ -61,11 +61,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let baseline = vec![0.0; image.data.len()];
     let batch = Batch::new(&model, image.data, baseline, vec![digit])?;
     let mut engine = Engine::new(&gpu, &model, EngineOptions::default())?;
-    let attribution = engine.attribute_to_texture(
-        &batch,
-        &Rule::GaussLegendre.nodes(32)?,
-        OUTLIER_PERCENT,
-    )?;
+    let attribution =
+        engine.attribute_to_texture(&batch, &Rule::GaussLegendre.nodes(32)?, OUTLIER_PERCENT)?;
     println!(
         "attributions of digit {digit}: {} x {} texture, {} readbacks",
         attribution.atlas.size()[0],

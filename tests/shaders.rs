@@ -1,7 +1,7 @@
 //! Every kernel, in every specialization the test models lower to, parses and validates with naga.
 
 use gig::Model;
-use gig::gpu::{Kernel, Program, Purpose, Tiling};
+use gig::gpu::{Atlas, Kernel, Program, Purpose, Tiling};
 
 /// Models whose lowering uses every kernel and every `//#if` flag: fused and unfused ReLUs, masks on
 /// conv, linear and avg-pool, max-pool after a ReLU, the fused and the separate seed, strides, padding.
@@ -56,11 +56,25 @@ fn every_kernel_variant_validates_with_naga() {
             }
         }
     }
-    let missing: Vec<_> = Kernel::ALL.iter().filter(|k| !seen.contains(k)).collect();
+    // The colormap runs after programs, never in one: colormap_validates_with_naga checks it.
+    let missing: Vec<_> = Kernel::ALL
+        .iter()
+        .filter(|k| !seen.contains(k) && **k != Kernel::Colormap)
+        .collect();
     assert!(
         missing.is_empty(),
         "kernels no test model uses: {missing:?}"
     );
+}
+
+#[test]
+fn colormap_validates_with_naga() {
+    // One channel in one cell; three channels in a grid; one-pixel images in many cells.
+    for (images, [c, h, w]) in [(1, [1, 28, 28]), (7, [3, 5, 9]), (300, [2, 1, 1])] {
+        let atlas = Atlas::new(images, [h, w], 8192).unwrap();
+        let k = Kernel::Colormap;
+        validate(k, &k.source(&atlas.spec(c)).unwrap());
+    }
 }
 
 #[test]

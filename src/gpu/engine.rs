@@ -1,6 +1,6 @@
 //! The GPU attribution engine: runs a model's attribution [`Program`] chunk by chunk. Each chunk is one
 //! compute pass and one submission covering all of its rows (images x path points); each group of
-//! images ends with one readback of attributions and diagnostics.
+//! images ends with one readback of attributions and diagnostics (or, with `evaluate_on_device`, none).
 
 use super::compiled::{Compiled, KernelTime, Readback};
 use super::context::Gpu;
@@ -583,8 +583,13 @@ impl Engine {
                 slots: 1,
             })?;
             out.stats.groups += 1;
-            let (eval, attributions) =
-                self.run_round(&round, capacity, &mut out.stats, logits.as_deref_mut(), sink.as_deref_mut())?;
+            let (eval, attributions) = self.run_round(
+                &round,
+                capacity,
+                &mut out.stats,
+                logits.as_deref_mut(),
+                sink.as_deref_mut(),
+            )?;
             out.merge(group.start, &eval);
             if let Some(a) = attributions {
                 for (o, v) in out.attributions[group.start * dim..group.end * dim]
