@@ -1,6 +1,6 @@
 //! The GPU attribution engine: runs a model's attribution [`Program`] chunk by chunk. Each chunk is one
 //! compute pass and one submission covering all of its rows (images x path points); each group of
-//! images ends with one readback of attributions and diagnostics.
+//! images ends with one readback of attributions and diagnostics (or, with `evaluate_on_device`, none).
 
 use super::compiled::{Compiled, KernelTime, Readback};
 use super::context::Gpu;

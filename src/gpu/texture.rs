@@ -133,11 +133,12 @@ impl Engine {
     /// (channel sum, scaled by `clip_scale(map, outlier_percent)` to the diverging colormap) into a new
     /// texture on the engine's device, one atlas cell per image ([`Atlas`]).
     ///
-    /// Nothing is read back: the attributions go from the engine's buffer to the colormap kernel and
-    /// into the texture on the device, and so the diagnostics the CPU path reports (completeness delta,
-    /// F along the path) are not computed. The commands are submitted when this returns; a renderer
-    /// that samples the texture in a later submission on the same queue sees it finished. The clip
-    /// scale counts `outlier_percent` in hundredths of a percent.
+    /// Nothing is read back (timestamps aside, while profiling): the attributions go from the
+    /// engine's buffer through the colormap kernel into the texture, all on the device, and so the
+    /// diagnostics that [`crate::integrated_gradients`] reports (completeness delta, F along the path)
+    /// are not available here. The commands are submitted when this returns; a renderer that samples
+    /// the texture in a later submission on the same queue sees it finished. `outlier_percent` is
+    /// rounded to hundredths of a percent.
     ///
     /// [`heatmap`]: crate::heatmap
     pub fn attribute_to_texture(
