@@ -271,3 +271,13 @@ pub fn check_plans(batch: &Batch, plans: &[PathPlan]) -> Result<()> {
     }
     Ok(())
 }
+
+/// Checks that every point of a multi-round plan names one of the `slots` accumulators.
+pub fn check_slots(plans: &[PathPlan], slots: usize) -> Result<()> {
+    match plans.iter().flat_map(|p| &p.slots).find(|&&s| s >= slots) {
+        Some(s) => Err(Error::Input(format!(
+            "a point names accumulator {s} of {slots}"
+        ))),
+        None => Ok(()),
+    }
+}

@@ -4,7 +4,8 @@
 //! image's points in order, so results do not depend on the thread count.
 
 use crate::backend::{
-    Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_plans, probe_weight,
+    Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_plans, check_slots,
+    probe_weight,
 };
 use crate::error::{Error, Result};
 use crate::model::{Layer, Model};
@@ -491,12 +492,7 @@ impl Backend for CpuBackend {
                         group.len()
                     )));
                 }
-                if let Some(p) = plans.iter().find(|p| p.slots.iter().any(|&s| s >= slots)) {
-                    return Err(Error::Input(format!(
-                        "a point names accumulator {:?} of {slots}",
-                        p.slots.iter().max()
-                    )));
-                }
+                check_slots(&plans, slots)?;
                 let eval = self.run(batch, group.clone(), &plans, idg, &mut acc);
                 out.stats.gradient_rows += eval.stats.gradient_rows;
                 out.stats.forward_rows += eval.stats.forward_rows;

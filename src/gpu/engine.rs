@@ -8,6 +8,7 @@ use super::layout::{ChunkUniform, RowEntry, SpanEntry};
 use super::program::{Count, Extent, Program, Purpose, Sizes, Slot, Tiling};
 use crate::backend::{
     Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_finite, check_plans,
+    check_slots,
 };
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -775,12 +776,7 @@ impl Backend for Engine {
                         "points stand for cells but the rounds are not soft".into(),
                     ));
                 }
-                if let Some(p) = plans.iter().find(|p| p.slots.iter().any(|&s| s >= slots)) {
-                    return Err(Error::Input(format!(
-                        "a point names accumulator {:?} of {slots}",
-                        p.slots.iter().max()
-                    )));
-                }
+                check_slots(&plans, slots)?;
                 let round = Round {
                     batch,
                     group: group.clone(),
