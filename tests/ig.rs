@@ -414,3 +414,40 @@ fn soft_kernels_match_the_cpu_twin() {
         assert!(err < 1e-6, "{arch}: soft kernels on points vs hard {err}");
     }
 }
+
+#[test]
+fn winograd_and_direct_convs_agree() {
+    // A conv whose 2x2 blocks are max-pool windows, one whose ReLU feeds another conv (in soft kernels
+    // its shares are stored), and one without padding.
+    let model = Model::random_from_arch(
+        "conv(1,6,3,p1) relu maxpool2 conv(6,8,3,p1) relu conv(8,4,3) relu flatten linear(64,5)",
+        [1, 12, 12],
+        21,
+    )
+    .unwrap();
+    let b = batch(&model, 3, 120);
+    let q = Rule::GaussLegendre.nodes(16).unwrap();
+    let cpu = integrated_gradients(&mut CpuBackend::new(&model), &b, &q).unwrap();
+    let soft_plans = vec![cells(12); 3];
+    let cpu_soft = CpuBackend::new(&model).evaluate(&b, &soft_plans).unwrap();
+    for winograd in [true, false] {
+        let options = EngineOptions {
+            tiling: Some(gig::gpu::Tiling {
+                winograd,
+                ..gig::gpu::Tiling::CPU
+            }),
+            ..EngineOptions::default()
+        };
+        let mut e = Engine::new(gpu(), &model, options).unwrap();
+        let hard = integrated_gradients(&mut e, &b, &q).unwrap();
+        let labels = e.dispatch_labels();
+        let used = labels.iter().filter(|l| l.contains("winograd")).count();
+        // Three convs forward and backward.
+        assert_eq!(used, if winograd { 6 } else { 0 }, "{labels:?}");
+        let err = rel_l2(&hard.values, &cpu.values);
+        assert!(err < 1e-5, "winograd {winograd}: GPU vs CPU {err}");
+        let soft = e.evaluate(&b, &soft_plans).unwrap();
+        let err = rel_l2(&soft.attributions, &cpu_soft.attributions);
+        assert!(err < 1e-5, "winograd {winograd}: soft GPU vs CPU {err}");
+    }
+}

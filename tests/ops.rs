@@ -8,7 +8,12 @@ use gig::ops::{self, Params64};
 
 /// Single-layer models (the trailing flatten only makes the output a vector): layer 0 is under test.
 const CASES: &[(&str, [usize; 3])] = &[
+    // 3x3 stride-1 convs over whole 2x2 blocks run as Winograd's F(2x2, 3x3) on CPU adapters; the
+    // other convs, and these where the blocks do not fit, as direct convs.
     ("conv(1,4,3,p1) flatten", [1, 6, 6]),
+    ("conv(3,4,3,nobias) flatten", [3, 8, 6]),
+    ("conv(2,3,3,p2) flatten", [2, 4, 8]),
+    ("conv(2,3,3,p1) flatten", [2, 5, 7]),
     ("conv(3,5,3x2,s2,p1x0) flatten", [3, 9, 8]),
     ("conv(2,3,5,s3,p2,nobias) flatten", [2, 11, 7]),
     ("relu flatten", [2, 5, 4]),
@@ -180,4 +185,68 @@ fn relu_has_zero_gradient_at_zero() {
         .layer_backward(0, &[-1.0, 0.0, 2.0], &[5.0, 6.0, 7.0])
         .unwrap();
     assert_eq!(g, vec![0.0, 0.0, 7.0]);
+}
+
+#[test]
+fn winograd_transforms_equal_the_direct_conv_in_f64() {
+    use gig::model::Layer;
+    use ops::winograd;
+    // Padding 0, 1 and 2; forward over the outputs, backward (the correlation of the output gradient
+    // with the turned, transposed weights, padded by 2 - p) over the inputs.
+    for (i, (arch, shape)) in [
+        ("conv(3,4,3) flatten", [3, 8, 6]),
+        ("conv(2,5,3,p1) flatten", [2, 6, 10]),
+        ("conv(1,3,3,p2) flatten", [1, 4, 2]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let model = Model::random_from_arch(arch, shape, 40 + i as u64).unwrap();
+        let Layer::Conv2d(c) = model.layers()[0] else {
+            unreachable!()
+        };
+        assert!(winograd::applies(&c));
+        let p = Params64::from(model.params(0).unwrap());
+        let (inp, out) = (model.shapes()[0].chw(), model.shapes()[1].chw());
+        let x = to_f64(&uniform(inp.iter().product(), -1.0, 1.0, 7));
+        let g = to_f64(&uniform(out.iter().product(), -1.0, 1.0, 8));
+        let sizes = [out[0], inp[0]];
+
+        let u = winograd::forward_weights(&p.weight, &p.bias, sizes);
+        let mut fwd = winograd::correlate(&u, inp, out, c.padding, &x);
+        let plane = out[1] * out[2];
+        for (k, v) in fwd.iter_mut().enumerate() {
+            *v += p.bias[k / plane];
+        }
+        let direct = ops::conv2d::forward(&c, inp, out, &p, &x);
+        assert!(rel_l2(&fwd, &direct) < 1e-13, "{arch}: forward");
+
+        let u = winograd::backward_weights(&p.weight, sizes);
+        let pad = c.padding.map(|p| 2 - p);
+        let bwd = winograd::correlate(&u, out, inp, pad, &g);
+        let direct = ops::conv2d::backward(&c, inp, out, &p, &g);
+        assert!(rel_l2(&bwd, &direct) < 1e-13, "{arch}: backward");
+    }
+}
+
+#[test]
+fn winograd_kernels_run_where_the_blocks_fit() {
+    // Only CPU adapters pick Winograd by default (Tiling::CPU); elsewhere every conv is direct.
+    let on = gig::gpu::Tiling::for_adapter(&gpu().info).winograd;
+    for (arch, shape, fits) in [
+        ("conv(1,4,3,p1) flatten", [1, 6, 6], true),
+        ("conv(3,4,3,nobias) flatten", [3, 8, 6], true),
+        ("conv(2,3,3,p2) flatten", [2, 4, 8], true),
+        ("conv(2,3,3,p1) flatten", [2, 5, 7], false),
+        ("conv(3,5,3x2,s2,p1x0) flatten", [3, 9, 8], false),
+    ] {
+        let model = Model::random_from_arch(arch, shape, 0).unwrap();
+        let labels = unfused(&model).dispatch_labels();
+        let winograd = labels.iter().filter(|l| l.contains("winograd")).count();
+        assert_eq!(
+            winograd,
+            if on && fits { 2 } else { 0 },
+            "{arch}: {labels:?}"
+        );
+    }
 }

@@ -5,9 +5,10 @@
 use super::context::Gpu;
 use super::layout::ChunkUniform;
 use super::profile::Profiler;
-use super::program::{Count, Extent, Program, Sizes, Slot};
+use super::program::{self, Count, Extent, Program, Sizes, Slot};
 use crate::error::{Error, Result};
-use crate::model::{Model, layer_name};
+use crate::model::{Layer, Model, layer_name};
+use crate::ops::{self, Params64};
 use std::collections::HashMap;
 use wgpu::util::DeviceExt;
 
@@ -18,6 +19,8 @@ pub struct Compiled {
     pipelines: Vec<wgpu::ComputePipeline>,
     /// Weights then bias of each layer that has them (bound as uniform or storage, written by training).
     params: Vec<Option<wgpu::Buffer>>,
+    /// Conv weights in Winograd's domain (`Slot::Winograd`), made from `params` once: attribution only.
+    winograd: HashMap<Slot, wgpu::Buffer>,
     /// The per-chunk and per-step uniforms.
     uniforms: HashMap<Slot, wgpu::Buffer>,
     buffers: HashMap<Slot, wgpu::Buffer>,
@@ -77,6 +80,35 @@ impl Compiled {
                 },
             )));
         }
+        // Conv weights in Winograd's domain, transformed in f64 once.
+        let mut winograd = HashMap::new();
+        for slot in program.slots() {
+            let Slot::Winograd(i, backward) = slot else {
+                continue;
+            };
+            let (Layer::Conv2d(c), Some(p)) = (model.layers()[i], model.params(i)) else {
+                unreachable!("Winograd weights of a layer without conv weights");
+            };
+            let p = Params64::from(p);
+            let sizes = [c.out_channels, c.in_channels];
+            let mut data: Vec<f32> = if backward {
+                ops::winograd::backward_weights(&p.weight, sizes)
+            } else {
+                ops::winograd::forward_weights(&p.weight, &p.bias, sizes)
+            }
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+            data.resize(program::winograd_len(&c, backward), 0.0);
+            winograd.insert(
+                slot,
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("winograd"),
+                    contents: bytemuck::cast_slice(&data),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::UNIFORM,
+                }),
+            );
+        }
         let pipelines = program
             .all()
             .map(|d| gpu.pipelines.get(device, d.kernel, &d.spec))
@@ -98,6 +130,7 @@ impl Compiled {
             program,
             pipelines,
             params,
+            winograd,
             uniforms,
             buffers: HashMap::new(),
             sizes: Sizes::default(),
@@ -167,6 +200,7 @@ impl Compiled {
         match slot {
             Slot::Params(i) => self.params[i].as_ref().expect("layer without weights"),
             Slot::Chunk | Slot::Step => &self.uniforms[&slot],
+            Slot::Winograd(..) => &self.winograd[&slot],
             _ => &self.buffers[&slot],
         }
     }
@@ -211,7 +245,10 @@ impl Compiled {
         self.buffers.clear();
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         for slot in self.program.slots() {
-            if matches!(slot, Slot::Chunk | Slot::Step | Slot::Params(_)) {
+            if matches!(
+                slot,
+                Slot::Chunk | Slot::Step | Slot::Params(_) | Slot::Winograd(..)
+            ) {
                 continue;
             }
             let bytes = self.program.slot_bytes(slot, sizes);

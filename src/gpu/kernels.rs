@@ -17,6 +17,8 @@ pub enum Kernel {
     Path,
     Conv2dForward,
     Conv2dBackward,
+    Conv2dWinogradForward,
+    Conv2dWinogradBackward,
     ReluForward,
     ReluBackward,
     MaxPoolForward,
@@ -40,10 +42,12 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 22] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::Path,
         Kernel::Conv2dForward,
         Kernel::Conv2dBackward,
+        Kernel::Conv2dWinogradForward,
+        Kernel::Conv2dWinogradBackward,
         Kernel::ReluForward,
         Kernel::ReluBackward,
         Kernel::MaxPoolForward,
@@ -71,6 +75,8 @@ impl Kernel {
             Kernel::Path => "path",
             Kernel::Conv2dForward => "conv2d_forward",
             Kernel::Conv2dBackward => "conv2d_backward",
+            Kernel::Conv2dWinogradForward => "conv2d_winograd_forward",
+            Kernel::Conv2dWinogradBackward => "conv2d_winograd_backward",
             Kernel::ReluForward => "relu_forward",
             Kernel::ReluBackward => "relu_backward",
             Kernel::MaxPoolForward => "maxpool_forward",
@@ -98,6 +104,12 @@ impl Kernel {
             Kernel::Path => include_str!("../../shaders/path.wgsl"),
             Kernel::Conv2dForward => include_str!("../../shaders/conv2d_forward.wgsl"),
             Kernel::Conv2dBackward => include_str!("../../shaders/conv2d_backward.wgsl"),
+            Kernel::Conv2dWinogradForward => {
+                include_str!("../../shaders/conv2d_winograd_forward.wgsl")
+            }
+            Kernel::Conv2dWinogradBackward => {
+                include_str!("../../shaders/conv2d_winograd_backward.wgsl")
+            }
             Kernel::ReluForward => include_str!("../../shaders/relu_forward.wgsl"),
             Kernel::ReluBackward => include_str!("../../shaders/relu_backward.wgsl"),
             Kernel::MaxPoolForward => include_str!("../../shaders/maxpool_forward.wgsl"),

@@ -10,6 +10,7 @@
 
 use super::kernels::{Kernel, Spec};
 use crate::model::{Layer, Model, Shape};
+use crate::ops::winograd;
 
 /// A buffer bound by the program's dispatches, by role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,6 +41,9 @@ pub enum Slot {
     Argmax(usize),
     /// Weights then bias of layer i.
     Params(usize),
+    /// Conv layer i's weights in Winograd's domain as its Winograd kernel reads them: the forward
+    /// transform then the bias (`false`), or the backward transform (`true`). See ops::winograd.
+    Winograd(usize, bool),
     /// Training: each row's label.
     Labels,
     /// Training: each row's loss and whether it was classified right.
@@ -142,6 +146,13 @@ pub struct Tiling {
     pub linear_rows: usize,
     /// Outputs (forward) or inputs (backward) per linear tile.
     pub linear_features: usize,
+    /// Attribution computes 3x3 stride-1 convs by Winograd's F(2x2, 3x3) where the blocks fit (the
+    /// forward when a 2x2 max-pool follows). Training keeps direct convs: its weights change every step.
+    pub winograd: bool,
+    /// Channels and 2x2 blocks per Winograd tile; soft forward tiles have channels of their own.
+    pub winograd_channels: usize,
+    pub winograd_soft_channels: usize,
+    pub winograd_strip: usize,
 }
 
 impl Tiling {
@@ -154,6 +165,10 @@ impl Tiling {
         linear_workgroup: 16,
         linear_rows: 4,
         linear_features: 16,
+        winograd: true,
+        winograd_channels: 8,
+        winograd_soft_channels: 16,
+        winograd_strip: 7,
     };
 
     pub const GPU: Tiling = Tiling {
@@ -165,6 +180,10 @@ impl Tiling {
         linear_workgroup: 64,
         linear_rows: 1,
         linear_features: 8,
+        winograd: false,
+        winograd_channels: 4,
+        winograd_soft_channels: 4,
+        winograd_strip: 2,
     };
 
     /// The tiling suited to an adapter: [`Tiling::CPU`] for software adapters, else [`Tiling::GPU`].
@@ -290,6 +309,13 @@ pub fn params_decl(spec: Spec, len: usize, max_uniform_bytes: u64) -> Spec {
     }
 }
 
+/// Values of conv `c`'s Winograd weights as uploaded (padded to whole vec4s): the forward transform
+/// then the bias, or the backward transform.
+pub fn winograd_len(c: &crate::model::Conv2d, backward: bool) -> usize {
+    let u = c.out_channels * c.in_channels * winograd::TILE;
+    if backward { u } else { u + c.out_channels }.next_multiple_of(4)
+}
+
 /// Values of a layer's weights then bias as uploaded: the bias is all the layer's outputs (zeros when it
 /// has none) and the whole is padded to vec4s.
 pub fn params_len(layer: &Layer) -> usize {
@@ -352,6 +378,13 @@ impl Program {
                 Some(Layer::MaxPool2d(p)) if p.stride == p.kernel && p.padding == [0, 0] => Some(k),
                 _ => None,
             }
+        };
+        // Conv i runs as Winograd's F(2x2, 3x3) (ops::winograd), in attribution only: training would
+        // have to transform the weights after every step.
+        let winograd = |i: usize| {
+            t.winograd
+                && !training
+                && matches!(layers[i], Layer::Conv2d(c) if winograd::applies(&c))
         };
         // ReLU i runs in the epilogue of the conv or linear layer before it.
         let relu_fused = |i: usize| {
@@ -454,6 +487,58 @@ impl Program {
             let mask = masks.get(i + 1).copied().flatten().filter(|_| relu);
             let [_, oh, ow] = output.chw();
             let (kernel, spec, mut bindings, extent) = match layer {
+                Layer::Conv2d(c)
+                    if winograd(i)
+                        && match pool {
+                            Some(k) => {
+                                matches!(layers[k], Layer::MaxPool2d(p) if p.kernel == [2, 2])
+                            }
+                            None => oh % 2 == 0 && ow % 2 == 0,
+                        } =>
+                {
+                    // Blocks of 2x2 conv outputs; with a pool, each block is one pool window.
+                    let mut bindings = vec![(1, Winograd(i, false))];
+                    let (spec, [gh, gw]) = match pool {
+                        Some(k) => {
+                            let [_, ph, pw] = shapes[k + 1].chw();
+                            argmax_of[k] = Some(argmax_lens.len());
+                            argmax_lens.push(stored.len());
+                            argmax_windows.push(4);
+                            bindings.push((4, Argmax(argmax_lens.len() - 1)));
+                            let spec = spec
+                                .flag("POOL", true)
+                                .u32("KPH", 2)
+                                .u32("KPW", 2)
+                                .u32("POOL_H", ph)
+                                .u32("POOL_W", pw);
+                            (spec, [ph, pw])
+                        }
+                        None => {
+                            bindings.extend(mask.map(|m| (4, Mask(m))));
+                            (spec, [oh / 2, ow / 2])
+                        }
+                    };
+                    let px = part(gw, t.winograd_strip);
+                    let channels = if soft {
+                        t.winograd_soft_channels
+                    } else {
+                        t.winograd_channels
+                    };
+                    let ocb = part(c.out_channels, channels);
+                    let spec = spec
+                        .u32("OCB", ocb)
+                        .u32("PX", px)
+                        .flag("WINOGRAD", true)
+                        .flag("RELU", relu)
+                        .flag("MASK_OUT", mask.is_some());
+                    let spec = params_decl(spec, winograd_len(c, false), max_uniform_bytes);
+                    let extent = Extent::Tiles {
+                        tiles: c.out_channels.div_ceil(ocb) * gh * gw.div_ceil(px),
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::Rows,
+                    };
+                    (Kernel::Conv2dWinogradForward, spec, bindings, extent)
+                }
                 Layer::Conv2d(c) => {
                     // Soft kernels carry tangents beside the values: half the tile.
                     let budget = t.conv_channels * t.conv_strip / if soft { 2 } else { 1 };
@@ -656,6 +741,38 @@ impl Program {
                     })
                 }
                 _ if !input_grad => None,
+                Layer::Conv2d(c) if winograd(i) && ih % 2 == 0 && iw % 2 == 0 => {
+                    let icb = part(c.in_channels, t.winograd_channels);
+                    let px = part(iw / 2, t.winograd_strip);
+                    let spec = spec.u32("ICB", icb).u32("PX", px).flag("WINOGRAD", true);
+                    let spec = params_decl(spec, winograd_len(c, true), max_uniform_bytes)
+                        .flag("MASK", mask);
+                    let mut bindings = vec![
+                        (0, Chunk),
+                        (1, Winograd(i, true)),
+                        (2, Gradient(out)),
+                        (3, Gradient(into)),
+                    ];
+                    if mask {
+                        bindings.push((4, gate(i)));
+                    }
+                    let extent = Extent::Tiles {
+                        tiles: ic.div_ceil(icb) * (ih / 2) * (iw / 2).div_ceil(px),
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::GradRows,
+                    };
+                    let label = format!("conv2d_winograd_backward (layer {i})");
+                    Some((
+                        into,
+                        dispatch(
+                            Kernel::Conv2dWinogradBackward,
+                            spec,
+                            bindings,
+                            extent,
+                            label,
+                        ),
+                    ))
+                }
                 Layer::Conv2d(c) => {
                     let icb = part(c.in_channels, t.conv_channels);
                     let sw = c.stride[1];
@@ -886,7 +1003,7 @@ impl Program {
         let f = |values: usize| 4 * values as u64;
         let rows = sizes.rows;
         match slot {
-            Slot::Chunk | Slot::Step | Slot::Params(_) => 0,
+            Slot::Chunk | Slot::Step | Slot::Params(_) | Slot::Winograd(..) => 0,
             Slot::Images => f(2 * sizes.images * self.dim),
             Slot::Total => f(sizes.images * sizes.slots * self.dim),
             Slot::AccumulatorWeights => f(sizes.images * sizes.slots),
@@ -1008,7 +1125,9 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
     let window = c("KH") * c("KW");
     let dim = shapes[0].len() as f64;
     match d.kernel {
-        Kernel::Conv2dForward if d.spec.has_flag("POOL") => {
+        // Winograd kernels count as the direct conv: the FLOPs a gradient evaluation needs, not the
+        // fewer that Winograd spends on it.
+        Kernel::Conv2dForward | Kernel::Conv2dWinogradForward if d.spec.has_flag("POOL") => {
             let pooled = c("OUT_C") * c("POOL_H") * c("POOL_W");
             let conv = pooled * c("KPH") * c("KPW");
             (
@@ -1016,7 +1135,11 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
                 4.0 * (in_len + 2.0 * pooled),
             )
         }
-        Kernel::Conv2dForward | Kernel::Conv2dBackward | Kernel::Conv2dWeightGrad => {
+        Kernel::Conv2dForward
+        | Kernel::Conv2dBackward
+        | Kernel::Conv2dWinogradForward
+        | Kernel::Conv2dWinogradBackward
+        | Kernel::Conv2dWeightGrad => {
             (2.0 * out_len * c("IN_C") * window, 4.0 * (in_len + out_len))
         }
         Kernel::LinearForward | Kernel::LinearWeightGrad => (

@@ -9,6 +9,7 @@ pub mod linear;
 pub mod pool;
 pub mod relu;
 pub mod soft;
+pub mod winograd;
 
 use crate::model::{Layer, Params, Shape};
 

@@ -1,0 +1,153 @@
+//! Winograd's minimal filtering F(2x2, 3x3) for 3x3 stride-1 convolutions: CPU twin of
+//! shaders/conv2d_winograd_forward.wgsl and shaders/conv2d_winograd_backward.wgsl.
+//!
+//! A 2x2 block of outputs of one channel pair is `A^T [(G w G^T) . (B^T d B)] A`, where `d` is the 4x4
+//! patch of inputs under it and `.` the element-wise product: 16 multiplications instead of 36. The
+//! weight transform `G w G^T` is done once, on the host (here, in f64); the kernels transform the
+//! patches, multiply and transform back. The 2x2 output blocks of a conv followed by a 2x2 max-pool are
+//! exactly the pool's windows, so the pool runs in the same epilogue.
+//!
+//! The input gradient of a 3x3 stride-1 conv is itself a 3x3 stride-1 correlation of the output
+//! gradient with the flipped, transposed weights, so it uses the same transforms ([`backward_weights`]).
+//!
+//! These functions let the tests check the transforms themselves in f64 (against ops::conv2d) before
+//! any kernel is involved.
+
+use crate::model::Conv2d;
+
+/// Values per transformed 3x3 filter (4x4).
+pub const TILE: usize = 16;
+
+/// G (4x3): the weight transform.
+const G: [[f64; 3]; 4] = [
+    [1.0, 0.0, 0.0],
+    [0.5, 0.5, 0.5],
+    [0.5, -0.5, 0.5],
+    [0.0, 0.0, 1.0],
+];
+
+/// Whether a conv is computed by F(2x2, 3x3): 3x3 taps, stride 1, and outputs (forward) or inputs
+/// (backward) tiled by whole 2x2 blocks are up to the caller.
+pub fn applies(c: &Conv2d) -> bool {
+    c.kernel == [3, 3] && c.stride == [1, 1]
+}
+
+/// `G w G^T` of one 3x3 filter, row-major 4x4.
+fn transform(w: &[f64]) -> [f64; TILE] {
+    let mut gw = [[0.0; 3]; 4];
+    for (r, row) in gw.iter_mut().enumerate() {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|k| G[r][k] * w[k * 3 + c]).sum();
+        }
+    }
+    let mut u = [0.0; TILE];
+    for r in 0..4 {
+        for c in 0..4 {
+            u[r * 4 + c] = (0..3).map(|k| gw[r][k] * G[c][k]).sum();
+        }
+    }
+    u
+}
+
+/// Forward weights as the forward kernel reads them: U[o][i][16] for OIHW `weight`, then the bias
+/// (zeros without one).
+pub fn forward_weights(weight: &[f64], bias: &[f64], [oc, ic]: [usize; 2]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(oc * ic * TILE + oc);
+    for f in weight.chunks(9).take(oc * ic) {
+        out.extend(transform(f));
+    }
+    out.extend((0..oc).map(|o| bias.get(o).copied().unwrap_or(0.0)));
+    out
+}
+
+/// Backward weights: U'[i][o][16], the transform of filter (o, i) turned by 180 degrees.
+pub fn backward_weights(weight: &[f64], [oc, ic]: [usize; 2]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(oc * ic * TILE);
+    for i in 0..ic {
+        for o in 0..oc {
+            let f = &weight[(o * ic + i) * 9..(o * ic + i + 1) * 9];
+            let turned: Vec<f64> = (0..9).map(|k| f[8 - k]).collect();
+            out.extend(transform(&turned));
+        }
+    }
+    out
+}
+
+/// `B^T d B` of a 4x4 patch, row-major.
+fn input_transform(d: &[[f64; 4]; 4]) -> [f64; TILE] {
+    let mut t = [[0.0; 4]; 4];
+    for c in 0..4 {
+        t[0][c] = d[0][c] - d[2][c];
+        t[1][c] = d[1][c] + d[2][c];
+        t[2][c] = d[2][c] - d[1][c];
+        t[3][c] = d[1][c] - d[3][c];
+    }
+    let mut v = [0.0; TILE];
+    for r in 0..4 {
+        v[r * 4] = t[r][0] - t[r][2];
+        v[r * 4 + 1] = t[r][1] + t[r][2];
+        v[r * 4 + 2] = t[r][2] - t[r][1];
+        v[r * 4 + 3] = t[r][1] - t[r][3];
+    }
+    v
+}
+
+/// `A^T m A`: the 2x2 outputs, row-major.
+fn output_transform(m: &[f64; TILE]) -> [f64; 4] {
+    let s0: [f64; 4] = std::array::from_fn(|c| m[c] + m[4 + c] + m[8 + c]);
+    let s1: [f64; 4] = std::array::from_fn(|c| m[4 + c] - m[8 + c] - m[12 + c]);
+    [
+        s0[0] + s0[1] + s0[2],
+        s0[1] - s0[2] - s0[3],
+        s1[0] + s1[1] + s1[2],
+        s1[1] - s1[2] - s1[3],
+    ]
+}
+
+/// The 3x3 stride-1 correlation `out[o][y][x] = sum w[o][i][ky][kx] x[i][y + ky - pad][x + kx - pad]`
+/// (zero outside) over 2x2 blocks, with `u` from [`forward_weights`] (whose bias it leaves out) or
+/// [`backward_weights`]; the output's height and width must be even.
+pub fn correlate(
+    u: &[f64],
+    [ic, ih, iw]: [usize; 3],
+    [oc, oh, ow]: [usize; 3],
+    [ph, pw]: [usize; 2],
+    x: &[f64],
+) -> Vec<f64> {
+    assert!(oh % 2 == 0 && ow % 2 == 0, "outputs in whole 2x2 blocks");
+    let at = |i: usize, y: i64, xx: i64| {
+        if y < 0 || xx < 0 || y >= ih as i64 || xx >= iw as i64 {
+            0.0
+        } else {
+            x[(i * ih + y as usize) * iw + xx as usize]
+        }
+    };
+    let mut out = vec![0.0; oc * oh * ow];
+    for by in 0..oh / 2 {
+        for bx in 0..ow / 2 {
+            let (y0, x0) = ((2 * by) as i64 - ph as i64, (2 * bx) as i64 - pw as i64);
+            let v: Vec<[f64; TILE]> = (0..ic)
+                .map(|i| {
+                    let d = std::array::from_fn(|r| {
+                        std::array::from_fn(|c| at(i, y0 + r as i64, x0 + c as i64))
+                    });
+                    input_transform(&d)
+                })
+                .collect();
+            for o in 0..oc {
+                let mut m = [0.0; TILE];
+                for (i, v) in v.iter().enumerate() {
+                    let w = &u[(o * ic + i) * TILE..(o * ic + i + 1) * TILE];
+                    for k in 0..TILE {
+                        m[k] += w[k] * v[k];
+                    }
+                }
+                let y = output_transform(&m);
+                for (k, y) in y.into_iter().enumerate() {
+                    out[(o * oh + 2 * by + k / 2) * ow + 2 * bx + k % 2] = y;
+                }
+            }
+        }
+    }
+    out
+}
