@@ -434,6 +434,7 @@ fn winograd_and_direct_convs_agree() {
         let options = EngineOptions {
             tiling: Some(gig::gpu::Tiling {
                 winograd,
+                winograd_forward: winograd,
                 ..gig::gpu::Tiling::CPU
             }),
             ..EngineOptions::default()

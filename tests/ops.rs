@@ -8,7 +8,7 @@ use gig::ops::{self, Params64};
 
 /// Single-layer models (the trailing flatten only makes the output a vector): layer 0 is under test.
 const CASES: &[(&str, [usize; 3])] = &[
-    // 3x3 stride-1 convs over whole 2x2 blocks run as Winograd's F(2x2, 3x3) on CPU adapters; the
+    // 3x3 stride-1 convs over whole 2x2 blocks run as Winograd's F(2x2, 3x3) (layer_engine); the
     // other convs, and these where the blocks do not fit, as direct convs.
     ("conv(1,4,3,p1) flatten", [1, 6, 6]),
     ("conv(3,4,3,nobias) flatten", [3, 8, 6]),
@@ -27,6 +27,22 @@ const CASES: &[(&str, [usize; 3])] = &[
 ];
 
 const ROWS: usize = 3;
+
+/// Every layer in kernels of its own, with Winograd's kernels wherever they fit (forward too), on any
+/// adapter.
+fn layer_engine(model: &Model) -> gig::gpu::Engine {
+    let tiling = gig::gpu::Tiling {
+        winograd: true,
+        winograd_forward: true,
+        ..gig::gpu::Tiling::for_adapter(&gpu().info)
+    };
+    let options = gig::gpu::EngineOptions {
+        fuse: false,
+        tiling: Some(tiling),
+        ..gig::gpu::EngineOptions::default()
+    };
+    gig::gpu::Engine::new(gpu(), model, options).unwrap()
+}
 
 struct Case {
     model: Model,
@@ -112,7 +128,9 @@ fn forward_kernels_match_cpu_twin() {
             c.model.shapes()[c.layer].len(),
             c.model.shapes()[c.layer + 1].len(),
         );
-        let gpu = unfused(&c.model).layer_forward(c.layer, &c.input).unwrap();
+        let gpu = layer_engine(&c.model)
+            .layer_forward(c.layer, &c.input)
+            .unwrap();
         assert_eq!(gpu.len(), ROWS * outl, "{name}");
         for (r, x) in c.rows(&c.input, inl).iter().enumerate() {
             let want = c.cpu_forward(x);
@@ -130,7 +148,7 @@ fn backward_kernels_match_cpu_twin_and_finite_differences() {
             c.model.shapes()[c.layer].len(),
             c.model.shapes()[c.layer + 1].len(),
         );
-        let gpu = unfused(&c.model)
+        let gpu = layer_engine(&c.model)
             .layer_backward(c.layer, &c.input, &c.grad_out)
             .unwrap();
         assert_eq!(gpu.len(), ROWS * inl, "{name}");
@@ -231,8 +249,8 @@ fn winograd_transforms_equal_the_direct_conv_in_f64() {
 
 #[test]
 fn winograd_kernels_run_where_the_blocks_fit() {
-    // Only CPU adapters pick Winograd by default (Tiling::CPU); elsewhere every conv is direct.
-    let on = gig::gpu::Tiling::for_adapter(&gpu().info).winograd;
+    // By default only CPU adapters use Winograd, and only for input gradients (Tiling::CPU).
+    let auto = gig::gpu::Tiling::for_adapter(&gpu().info);
     for (arch, shape, fits) in [
         ("conv(1,4,3,p1) flatten", [1, 6, 6], true),
         ("conv(3,4,3,nobias) flatten", [3, 8, 6], true),
@@ -241,12 +259,16 @@ fn winograd_kernels_run_where_the_blocks_fit() {
         ("conv(3,5,3x2,s2,p1x0) flatten", [3, 9, 8], false),
     ] {
         let model = Model::random_from_arch(arch, shape, 0).unwrap();
-        let labels = unfused(&model).dispatch_labels();
-        let winograd = labels.iter().filter(|l| l.contains("winograd")).count();
+        let count = |e: &gig::gpu::Engine| {
+            let labels = e.dispatch_labels();
+            labels.iter().filter(|l| l.contains("winograd")).count()
+        };
+        let by_default = usize::from(auto.winograd && fits);
+        assert_eq!(count(&unfused(&model)), by_default, "{arch}");
         assert_eq!(
-            winograd,
-            if on && fits { 2 } else { 0 },
-            "{arch}: {labels:?}"
+            count(&layer_engine(&model)),
+            2 * usize::from(fits),
+            "{arch}"
         );
     }
 }

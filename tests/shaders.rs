@@ -36,7 +36,12 @@ fn every_kernel_variant_validates_with_naga() {
     let mut seen = std::collections::HashSet::new();
     for (arch, shape) in MODELS {
         let model = Model::random_from_arch(arch, *shape, 0).unwrap();
-        for tiling in [Tiling::CPU, Tiling::GPU] {
+        let winograd = Tiling {
+            winograd: true,
+            winograd_forward: true,
+            ..Tiling::CPU
+        };
+        for tiling in [Tiling::CPU, Tiling::GPU, winograd] {
             for fuse in [true, false] {
                 // A small uniform limit exercises the storage form of the weights as well.
                 for max_uniform in [65536, 1024] {

@@ -66,10 +66,10 @@ def models():
             ("wide_28", wide, (1, 28, 28))]
 
 
-def gig_attribute(gig, model_path, x_path, b_path, targets, rule, steps, out):
+def gig_attribute(gig, model_path, x_path, b_path, targets, rule, steps, out, extra=()):
     cmd = [gig, "attribute", "--model", model_path, "--input", x_path, "--baseline", b_path,
            "--target", ",".join(map(str, targets)) if len(targets) > 1 else str(targets[0]),
-           "--method", rule, "--steps", str(steps), "--out", out, "--json"]
+           "--method", rule, "--steps", str(steps), "--out", out, "--json", *extra]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}\n{res.stderr}")
@@ -81,7 +81,7 @@ def rel(a, b):
 
 
 def parity(args):
-    diffs = []
+    diffs, vs64 = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, model, shape in models():
             model.eval()
@@ -98,7 +98,7 @@ def parity(args):
                 np.save(b_path, b.numpy())
                 for rule in RULES:
                     ours, _ = gig_attribute(args.gig, path, x_path, b_path, targets, rule, args.steps,
-                                            os.path.join(tmp, "a.npy"))
+                                            os.path.join(tmp, "a.npy"), ["--conv", args.conv])
                     if rule == "riemann_trapezoid":
                         ours = ours * (args.steps - 1) / args.steps
                     t = torch.tensor(targets)
@@ -110,9 +110,12 @@ def parity(args):
                     model.float()
                     err = rel(ours, theirs)
                     diffs.append(err)
+                    vs64.append((rel(ours, exact), rel(theirs, exact)))
                     print(f"{name:18s} {bname:6s} {rule:18s} gig vs captum {err:.2e}   vs float64: "
                           f"gig {rel(ours, exact):.2e}  captum {rel(theirs, exact):.2e}")
-    diffs = np.array(diffs)
+    diffs, vs64 = np.array(diffs), np.array(vs64)
+    print(f"gig vs float64 Captum: median {np.median(vs64[:, 0]):.2e}, max {vs64[:, 0].max():.2e}; "
+          f"captum vs float64: median {np.median(vs64[:, 1]):.2e}, max {vs64[:, 1].max():.2e}")
     print(f"gig vs captum (float32), {len(diffs)} cases: median {np.median(diffs):.2e}, max {diffs.max():.2e}, "
           f"{(diffs < 1e-4).sum()} below 1e-4")
     return 0 if diffs.max() < 1e-4 else 1
@@ -284,6 +287,7 @@ def main():
     par = sub.add_parser("parity", help="attributions of gig and Captum agree")
     par.add_argument("--gig", default="target/release/gig")
     par.add_argument("--steps", type=int, default=32)
+    par.add_argument("--conv", default="auto", help="gig's --conv: auto, direct or winograd")
     sp = sub.add_parser("speed", help="gradient evaluations/s of gig and Captum, side by side")
     sp.add_argument("--gig", default="target/release/gig")
     sp.add_argument("--model", default="assets/mnist_cnn.safetensors")

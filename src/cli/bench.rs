@@ -1,7 +1,7 @@
 //! `gig bench`: timed attributions of a batch, with per-kernel GPU times from timestamp queries.
 
 use super::{DeviceArgs, load_model};
-use gig::gpu::{Engine, EngineOptions, Gpu, KernelTime};
+use gig::gpu::{Engine, Gpu, KernelTime};
 use gig::method::{self, Method, Settings};
 use gig::{Backend, Batch, CpuBackend, Result};
 use rand::{RngExt, SeedableRng};
@@ -72,10 +72,7 @@ pub fn run(args: Args) -> Result<()> {
         Box::new(CpuBackend::new(&model))
     } else {
         let gpu = Gpu::new(&args.device.gpu_options())?;
-        let options = EngineOptions {
-            max_memory: args.device.max_memory,
-            ..EngineOptions::default()
-        };
+        let options = args.device.engine_options(&gpu);
         engine = Some(Engine::new(&gpu, &model, options.clone())?);
         Box::new(Engine::new(&gpu, &model, options)?)
     };

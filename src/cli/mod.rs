@@ -8,7 +8,7 @@ pub mod study;
 pub mod train;
 
 use gig::data::{Dataset, MNIST10K_TEST, Split};
-use gig::gpu::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, Gpu, GpuOptions};
+use gig::gpu::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, Gpu, GpuOptions, Tiling};
 use gig::{Backend, CpuBackend, Error, Model, Result};
 use std::path::PathBuf;
 
@@ -24,6 +24,11 @@ pub struct DeviceArgs {
     /// Device memory gig may use for one chunk's buffers, e.g. 512M or 2G
     #[arg(long, value_parser = parse_bytes, default_value_t = DEFAULT_MAX_MEMORY)]
     pub max_memory: u64,
+    /// 3x3 stride-1 convs in attribution: auto (on CPU adapters Winograd for input gradients and soft
+    /// cells, direct for the forward pass of points), winograd (that too: faster, but near-ties of
+    /// ReLUs and max-pools may fall differently than in PyTorch), or direct
+    #[arg(long, default_value = "auto", value_parser = ["auto", "direct", "winograd"])]
+    pub conv: String,
 }
 
 impl DeviceArgs {
@@ -44,11 +49,34 @@ impl DeviceArgs {
             return Ok(Box::new(CpuBackend::new(model)));
         }
         let gpu = Gpu::new(&self.gpu_options())?;
-        let options = EngineOptions {
-            max_memory: self.max_memory,
-            ..EngineOptions::default()
+        Ok(Box::new(Engine::new(
+            &gpu,
+            model,
+            self.engine_options(&gpu),
+        )?))
+    }
+
+    /// `--max-memory` and `--conv` for an engine on `gpu`.
+    pub fn engine_options(&self, gpu: &Gpu) -> EngineOptions {
+        let auto = Tiling::for_adapter(&gpu.info);
+        let tiling = match self.conv.as_str() {
+            "direct" => Some(Tiling {
+                winograd: false,
+                winograd_forward: false,
+                ..auto
+            }),
+            "winograd" => Some(Tiling {
+                winograd: true,
+                winograd_forward: true,
+                ..auto
+            }),
+            _ => None,
         };
-        Ok(Box::new(Engine::new(&gpu, model, options)?))
+        EngineOptions {
+            max_memory: self.max_memory,
+            tiling,
+            ..EngineOptions::default()
+        }
     }
 }
 

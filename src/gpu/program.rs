@@ -146,9 +146,15 @@ pub struct Tiling {
     pub linear_rows: usize,
     /// Outputs (forward) or inputs (backward) per linear tile.
     pub linear_features: usize,
-    /// Attribution computes 3x3 stride-1 convs by Winograd's F(2x2, 3x3) where the blocks fit (the
-    /// forward when a 2x2 max-pool follows). Training keeps direct convs: its weights change every step.
+    /// Attribution computes 3x3 stride-1 convs by Winograd's F(2x2, 3x3) where the 2x2 blocks fit:
+    /// the input gradients, the soft forward convs, and with `winograd_forward` the point (hard)
+    /// forward convs too. A point's forward pass decides ReLU signs and max-pool winners, and Winograd's
+    /// different rounding flips near-ties that the direct kernels decide as PyTorch does (README,
+    /// Accuracy), so that is off by default; soft kernels integrate those flips over their cell, so
+    /// rounding moves their results only continuously. Training keeps direct convs: its weights change
+    /// every step.
     pub winograd: bool,
+    pub winograd_forward: bool,
     /// Channels and 2x2 blocks per Winograd tile; soft forward tiles have channels of their own.
     pub winograd_channels: usize,
     pub winograd_soft_channels: usize,
@@ -166,6 +172,7 @@ impl Tiling {
         linear_rows: 4,
         linear_features: 16,
         winograd: true,
+        winograd_forward: false,
         winograd_channels: 8,
         winograd_soft_channels: 16,
         winograd_strip: 7,
@@ -181,6 +188,7 @@ impl Tiling {
         linear_rows: 1,
         linear_features: 8,
         winograd: false,
+        winograd_forward: false,
         winograd_channels: 4,
         winograd_soft_channels: 4,
         winograd_strip: 2,
@@ -489,6 +497,7 @@ impl Program {
             let (kernel, spec, mut bindings, extent) = match layer {
                 Layer::Conv2d(c)
                     if winograd(i)
+                        && (soft || t.winograd_forward)
                         && match pool {
                             Some(k) => {
                                 matches!(layers[k], Layer::MaxPool2d(p) if p.kernel == [2, 2])
