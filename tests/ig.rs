@@ -430,11 +430,11 @@ fn winograd_and_direct_convs_agree() {
     let cpu = integrated_gradients(&mut CpuBackend::new(&model), &b, &q).unwrap();
     let soft_plans = vec![cells(12); 3];
     let cpu_soft = CpuBackend::new(&model).evaluate(&b, &soft_plans).unwrap();
-    for winograd in [true, false] {
+    for winograd in [gig::gpu::Winograd::Everywhere, gig::gpu::Winograd::Never] {
+        let on = winograd == gig::gpu::Winograd::Everywhere;
         let options = EngineOptions {
             tiling: Some(gig::gpu::Tiling {
                 winograd,
-                winograd_forward: winograd,
                 ..gig::gpu::Tiling::CPU
             }),
             ..EngineOptions::default()
@@ -444,11 +444,11 @@ fn winograd_and_direct_convs_agree() {
         let labels = e.dispatch_labels();
         let used = labels.iter().filter(|l| l.contains("winograd")).count();
         // Three convs forward and backward.
-        assert_eq!(used, if winograd { 6 } else { 0 }, "{labels:?}");
+        assert_eq!(used, if on { 6 } else { 0 }, "{labels:?}");
         let err = rel_l2(&hard.values, &cpu.values);
-        assert!(err < 1e-5, "winograd {winograd}: GPU vs CPU {err}");
+        assert!(err < 1e-5, "{winograd:?}: GPU vs CPU {err}");
         let soft = e.evaluate(&b, &soft_plans).unwrap();
         let err = rel_l2(&soft.attributions, &cpu_soft.attributions);
-        assert!(err < 1e-5, "winograd {winograd}: soft GPU vs CPU {err}");
+        assert!(err < 1e-5, "{winograd:?}: soft GPU vs CPU {err}");
     }
 }

@@ -32,8 +32,7 @@ const ROWS: usize = 3;
 /// adapter.
 fn layer_engine(model: &Model) -> gig::gpu::Engine {
     let tiling = gig::gpu::Tiling {
-        winograd: true,
-        winograd_forward: true,
+        winograd: gig::gpu::Winograd::Everywhere,
         ..gig::gpu::Tiling::for_adapter(&gpu().info)
     };
     let options = gig::gpu::EngineOptions {
@@ -263,7 +262,7 @@ fn winograd_kernels_run_where_the_blocks_fit() {
             let labels = e.dispatch_labels();
             labels.iter().filter(|l| l.contains("winograd")).count()
         };
-        let by_default = usize::from(auto.winograd && fits);
+        let by_default = usize::from(auto.winograd != gig::gpu::Winograd::Never && fits);
         assert_eq!(count(&unfused(&model)), by_default, "{arch}");
         assert_eq!(
             count(&layer_engine(&model)),

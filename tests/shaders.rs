@@ -37,8 +37,7 @@ fn every_kernel_variant_validates_with_naga() {
     for (arch, shape) in MODELS {
         let model = Model::random_from_arch(arch, *shape, 0).unwrap();
         let winograd = Tiling {
-            winograd: true,
-            winograd_forward: true,
+            winograd: gig::gpu::Winograd::Everywhere,
             ..Tiling::CPU
         };
         for tiling in [Tiling::CPU, Tiling::GPU, winograd] {

@@ -8,7 +8,7 @@ pub mod study;
 pub mod train;
 
 use gig::data::{Dataset, MNIST10K_TEST, Split};
-use gig::gpu::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, Gpu, GpuOptions, Tiling};
+use gig::gpu::{DEFAULT_MAX_MEMORY, Engine, EngineOptions, Gpu, GpuOptions, Tiling, Winograd};
 use gig::{Backend, CpuBackend, Error, Model, Result};
 use std::path::PathBuf;
 
@@ -58,20 +58,15 @@ impl DeviceArgs {
 
     /// `--max-memory` and `--conv` for an engine on `gpu`.
     pub fn engine_options(&self, gpu: &Gpu) -> EngineOptions {
-        let auto = Tiling::for_adapter(&gpu.info);
-        let tiling = match self.conv.as_str() {
-            "direct" => Some(Tiling {
-                winograd: false,
-                winograd_forward: false,
-                ..auto
-            }),
-            "winograd" => Some(Tiling {
-                winograd: true,
-                winograd_forward: true,
-                ..auto
-            }),
+        let winograd = match self.conv.as_str() {
+            "direct" => Some(Winograd::Never),
+            "winograd" => Some(Winograd::Everywhere),
             _ => None,
         };
+        let tiling = winograd.map(|winograd| Tiling {
+            winograd,
+            ..Tiling::for_adapter(&gpu.info)
+        });
         EngineOptions {
             max_memory: self.max_memory,
             tiling,

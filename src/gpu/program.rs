@@ -146,15 +146,8 @@ pub struct Tiling {
     pub linear_rows: usize,
     /// Outputs (forward) or inputs (backward) per linear tile.
     pub linear_features: usize,
-    /// Attribution computes 3x3 stride-1 convs by Winograd's F(2x2, 3x3) where the 2x2 blocks fit:
-    /// the input gradients, the soft forward convs, and with `winograd_forward` the point (hard)
-    /// forward convs too. A point's forward pass decides ReLU signs and max-pool winners, and Winograd's
-    /// different rounding flips near-ties that the direct kernels decide as PyTorch does (README,
-    /// Accuracy), so that is off by default; soft kernels integrate those flips over their cell, so
-    /// rounding moves their results only continuously. Training keeps direct convs: its weights change
-    /// every step.
-    pub winograd: bool,
-    pub winograd_forward: bool,
+    /// Which 3x3 stride-1 convs of attribution run as Winograd's F(2x2, 3x3).
+    pub winograd: Winograd,
     /// Channels and 2x2 blocks per Winograd tile; soft forward tiles have channels of their own.
     pub winograd_channels: usize,
     pub winograd_soft_channels: usize,
@@ -171,8 +164,7 @@ impl Tiling {
         linear_workgroup: 16,
         linear_rows: 4,
         linear_features: 16,
-        winograd: true,
-        winograd_forward: false,
+        winograd: Winograd::Safe,
         winograd_channels: 8,
         winograd_soft_channels: 16,
         winograd_strip: 7,
@@ -187,8 +179,7 @@ impl Tiling {
         linear_workgroup: 64,
         linear_rows: 1,
         linear_features: 8,
-        winograd: false,
-        winograd_forward: false,
+        winograd: Winograd::Never,
         winograd_channels: 4,
         winograd_soft_channels: 4,
         winograd_strip: 2,
@@ -202,6 +193,21 @@ impl Tiling {
             Tiling::GPU
         }
     }
+}
+
+/// Where attribution computes 3x3 stride-1 convs by Winograd's F(2x2, 3x3) (ops::winograd), given
+/// that the 2x2 blocks fit. Training keeps direct convs: its weights change every step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Winograd {
+    /// Direct convs everywhere.
+    Never,
+    /// Input gradients and the soft forward convs. Not the forward pass of points: it decides ReLU
+    /// signs and max-pool winners, and Winograd's different rounding flips near-ties that the direct
+    /// kernels decide as PyTorch does (README, Accuracy). Soft kernels integrate those flips over their
+    /// cell, so rounding moves their results only continuously.
+    Safe,
+    /// The forward pass of points too.
+    Everywhere,
 }
 
 /// What the program computes.
@@ -390,7 +396,7 @@ impl Program {
         // Conv i runs as Winograd's F(2x2, 3x3) (ops::winograd), in attribution only: training would
         // have to transform the weights after every step.
         let winograd = |i: usize| {
-            t.winograd
+            t.winograd != self::Winograd::Never
                 && !training
                 && matches!(layers[i], Layer::Conv2d(c) if winograd::applies(&c))
         };
@@ -497,7 +503,7 @@ impl Program {
             let (kernel, spec, mut bindings, extent) = match layer {
                 Layer::Conv2d(c)
                     if winograd(i)
-                        && (soft || t.winograd_forward)
+                        && (soft || t.winograd == self::Winograd::Everywhere)
                         && match pool {
                             Some(k) => {
                                 matches!(layers[k], Layer::MaxPool2d(p) if p.kernel == [2, 2])
