@@ -1,8 +1,13 @@
 // Conv2d input gradient, optionally times the mask of a ReLU that produced the conv's input (flag MASK).
+// With POOLED the conv (and its ReLU) feeds a max-pool with disjoint KPH x KPW windows whose backward
+// pass this kernel also does: grad_out is the pool's output gradient, and a conv output's gradient is
+// its window's where it was the window's maximum (with SOFT, times its share of the cell as the
+// maximum), so the conv's output gradient is never stored.
 // Lanes are rows; each workgroup computes ICB input channels times PX neighbouring values of one input row,
 // gathering from the output gradients whose windows cover them (no atomics).
 // Specialization: as conv2d_forward with ICB for OCB, plus GX_LO_I and GSPAN: the output columns under a
-// strip of inputs starting at ix0 (a multiple of SW) are ix0 / SW + GX_LO_I + [0, GSPAN).
+// strip of inputs starting at ix0 (a multiple of SW) are ix0 / SW + GX_LO_I + [0, GSPAN); with POOLED,
+// KPH, KPW, POOL_H and POOL_W.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
@@ -10,6 +15,30 @@
 //#if MASK
 // The ReLU before this layer: its output (hard) or its stored open shares (SOFT).
 @group(0) @binding(4) var<storage, read> gate: array<f32>;
+//#endif
+//#if POOLED
+// The max-pool's choices: where each window's maximum was (hard), or each element's share (SOFT).
+//#if SOFT
+@group(0) @binding(5) var<storage, read> argmax: array<f32>;
+//#else
+@group(0) @binding(5) var<storage, read> argmax: array<u32>;
+//#endif
+const POOL_LEN: u32 = OUT_C * POOL_H * POOL_W;
+
+// The gradient of conv output (oc, oy, ox) of `row`, through the pool.
+fn pooled_grad(row: u32, oc: u32, oy: u32, ox: u32) -> f32 {
+    let py = oy / KPH;
+    let px = ox / KPW;
+    if (py >= POOL_H || px >= POOL_W) {
+        return 0.0;
+    }
+    let o = row * POOL_LEN + (oc * POOL_H + py) * POOL_W + px;
+//#if SOFT
+    return grad_out[o] * argmax[o * KPH * KPW + (oy % KPH) * KPW + ox % KPW];
+//#else
+    return select(0.0, grad_out[o], argmax[o] == (oc * OUT_H + oy) * OUT_W + ox);
+//#endif
+}
 //#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
@@ -31,7 +60,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let iy = (tile / STRIPS) % IN_H;
     let ix0 = (tile % STRIPS) * PX;
     let r = first + lane;
-    let gbase = select(first, r, r < chunk.grad_rows) * OUT_LEN;
+    // Lanes past the last row compute on the first row's values, and store nothing.
+    let row = select(first, r, r < chunk.grad_rows);
+    let gbase = row * OUT_LEN;
     let gx0 = i32(ix0 / SW) + GX_LO_I;
 
     var acc: array<array<f32, PX>, ICB>;
@@ -48,7 +79,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             for (var q = 0u; q < GSPAN; q++) {
                 let ox = gx0 + i32(q);
                 if (ox >= 0 && ox < i32(OUT_W)) {
+//#if POOLED
+                    gs[q] = pooled_grad(row, oc, u32(ty) / SH, u32(ox));
+//#else
                     gs[q] = grad_out[line + u32(ox)];
+//#endif
                 }
             }
             for (var c = 0u; c < ICB; c++) {

@@ -3,6 +3,8 @@
 // own output is never stored.
 // With SOFT the conv also carries the tangent rows (without the bias) and the ReLU stores each value's
 // open share of the cell (MASK_OUT; see common.wgsl). Soft programs pool in a pass of their own.
+// With ENDS the rows are every image's input then every baseline instead of the chunk's path points (a
+// soft program's folded first layer, see maxpool_forward.wgsl).
 // Lanes are rows; each workgroup computes one tile for WORKGROUP_SIZE rows: OCB output channels times
 // PX neighbouring outputs (pooled outputs with POOL) of one output row. Each input value loaded serves
 // OCB * KW products and each weight (read at a uniform address) PX products or more.
@@ -42,12 +44,20 @@ const TILES: u32 = OC_BLOCKS * GRID_H * STRIPS;
 const SPAN: u32 = (TILE_W - 1u) * SW + KW;
 const NONE: u32 = 0xffffffffu;
 
+fn row_count() -> u32 {
+//#if ENDS
+    return 2u * chunk.images;
+//#else
+    return chunk.rows;
+//#endif
+}
+
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
     let g = workgroup_index(wg, groups);
     let first = (g / TILES) * WORKGROUP_SIZE;
-    if (first >= chunk.rows) {
+    if (first >= row_count()) {
         return;
     }
     let tile = g % TILES;
@@ -59,7 +69,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let ox0 = gx0 * (TILE_W / PX);
     let r = first + lane;
     // Lanes past the last row compute on the first row and store nothing.
-    let row = select(first, r, r < chunk.rows);
+    let row = select(first, r, r < row_count());
     let x = row * IN_LEN;
 
     var acc: array<array<array<f32, TILE_W>, TILE_H>, OCB>;
@@ -121,7 +131,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
         }
     }
-    if (r >= chunk.rows) {
+    if (r >= row_count()) {
         return;
     }
     for (var c = 0u; c < OCB; c++) {

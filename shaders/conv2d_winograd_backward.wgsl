@@ -1,9 +1,15 @@
 // Conv2d 3x3 stride 1 input gradient by Winograd's F(2x2, 3x3), optionally times the mask of a ReLU
-// that produced the conv's input (flag MASK; with SOFT its stored open shares). The input gradient is the correlation of the output
-// gradient with the flipped, transposed weights (src/ops/winograd.rs), computed in 2x2 blocks of inputs.
+// that produced the conv's input (flag MASK; with SOFT its stored open shares). The input gradient is
+// the correlation of the output gradient with the flipped, transposed weights (src/ops/winograd.rs),
+// computed in 2x2 blocks of inputs.
+// With POOLED the conv (and its ReLU) feeds a 2x2 max-pool with disjoint windows, and the kernel also
+// does the pool's backward pass: grad_out is the pool's output gradient, and each conv output's gradient
+// is read as its window's gradient where it was the window's maximum (with SOFT, times its share of the
+// cell as the maximum), so the conv's output gradient is never stored.
 // Lanes are rows; each workgroup computes ICB input channels times PX neighbouring blocks of one block
 // row of the input.
-// Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W (both even), OUT_C, OUT_H, OUT_W, PH, PW, ICB, PX.
+// Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W (both even), OUT_C, OUT_H, OUT_W, PH, PW, ICB, PX;
+// with POOLED, POOL_H and POOL_W.
 // `param(i)` reads the transformed weights U' [IN_C, OUT_C, 16] (ops::winograd::backward_weights).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
@@ -12,6 +18,26 @@
 //#if MASK
 // The ReLU before this layer: its output (hard) or its stored open shares (SOFT).
 @group(0) @binding(4) var<storage, read> gate: array<f32>;
+//#endif
+//#if POOLED
+// The max-pool's choices: where each window's maximum was (hard), or each element's share (SOFT).
+//#if SOFT
+@group(0) @binding(5) var<storage, read> argmax: array<f32>;
+//#else
+@group(0) @binding(5) var<storage, read> argmax: array<u32>;
+//#endif
+const POOL_LEN: u32 = OUT_C * POOL_H * POOL_W;
+
+// Stores a window's 2x2 output gradients v (row-major) at (ty, q) of d, where they fall inside it.
+fn put(d: ptr<function, array<array<f32, SPAN>, 4>>, ty: i32, q: i32, v: vec4<f32>) {
+    for (var e = 0u; e < 4u; e++) {
+        let y = ty + i32(e / 2u);
+        let x = q + i32(e % 2u);
+        if (y >= 0 && y < 4 && x >= 0 && x < i32(SPAN)) {
+            (*d)[y][x] = v[e];
+        }
+    }
+}
 //#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
@@ -37,13 +63,44 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let by = (tile / STRIPS) % BLOCKS_H;
     let bx0 = (tile % STRIPS) * PX;
     let r = first + lane;
-    let gbase = select(first, r, r < chunk.grad_rows) * OUT_LEN;
+    // Lanes past the last row compute on the first row's values, and store nothing.
+    let row = select(first, r, r < chunk.grad_rows);
+    let gbase = row * OUT_LEN;
 
     var m: array<array<array<f32, 16>, PX>, ICB>;
     for (var oc = 0u; oc < OUT_C; oc++) {
         // Input (iy, ix) meets output (iy + PH - ky, ix + PW - kx) through tap (ky, kx): the 4 x SPAN
         // output gradients under the strip start at row 2 by + PH - 2.
         var d: array<array<f32, SPAN>, 4>;
+//#if POOLED
+        // The pool windows under those outputs, each read once: window (py0 + a, px0 + b) holds
+        // outputs 2 (py0 + a) + [0, 2) (rows) and 2 (px0 + b) + [0, 2) (columns).
+        let py0 = (i32(2u * by + PH) - 2 - i32(PH % 2u)) / 2;
+        let px0 = (i32(2u * bx0 + PW) - 2 - i32(PW % 2u)) / 2;
+        for (var a = 0u; a < 2u + PH % 2u; a++) {
+            let py = py0 + i32(a);
+            let row_inside = py >= 0 && py < i32(POOL_H);
+            for (var b = 0u; b < PX + 1u + PW % 2u; b++) {
+                let px = px0 + i32(b);
+                if (row_inside && px >= 0 && px < i32(POOL_W)) {
+                    let o = row * POOL_LEN + (oc * POOL_H + u32(py)) * POOL_W + u32(px);
+                    let g = grad_out[o];
+//#if SOFT
+                    let s = vec4<f32>(argmax[o * 4u], argmax[o * 4u + 1u], argmax[o * 4u + 2u],
+                                      argmax[o * 4u + 3u]);
+                    let v = g * s;
+//#else
+                    let at = argmax[o];
+                    let j = (oc * OUT_H + 2u * u32(py)) * OUT_W + 2u * u32(px);
+                    let v = select(vec4<f32>(0.0), vec4<f32>(g),
+                                   vec4<u32>(at) == j + vec4<u32>(0u, 1u, OUT_W, OUT_W + 1u));
+//#endif
+                    // Window element e is output row 2 a + e / 2 - PH % 2 of d, column 2 b + e % 2 - PW % 2.
+                    put(&d, i32(2u * a) - i32(PH % 2u), i32(2u * b) - i32(PW % 2u), v);
+                }
+            }
+        }
+//#else
         for (var ty = 0u; ty < 4u; ty++) {
             let oy = i32(2u * by + ty + PH) - 2;
             let inside = oy >= 0 && oy < i32(OUT_H);
@@ -55,6 +112,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                 }
             }
         }
+//#endif
         var v: array<array<f32, 16>, PX>;
         for (var p = 0u; p < PX; p++) {
             v[p] = input_transform(&d, p);

@@ -4,6 +4,9 @@
 // window whose maximum is not positive records no position, since the ReLU passes no gradient there.
 // With SOFT the pool also carries the tangent rows (the tangent of the maximum) and records, instead of a
 // position, each element's share of the cell as the maximum (`window_shares`).
+// With AFFINE (and SOFT) the pool's input is a first conv layer's output folded along the path: for the
+// row's point b + alpha (x - b) it is z(b) + alpha (z(x) - z(b)), with tangent (z(x) - z(b)) cell / 2,
+// read from the conv's outputs at the path's ends (`input`: every image's z(x), then every z(b)).
 // Lanes are rows; a workgroup covers PX outputs of one output row of one channel.
 // Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, PX, WIN.
 
@@ -15,6 +18,9 @@
 @group(0) @binding(4) var<storage, read_write> argmax: array<f32>;
 //#else
 @group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
+//#endif
+//#if AFFINE
+@group(0) @binding(5) var<storage, read> rows: array<Row>;
 //#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
@@ -36,6 +42,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let oy = (tile / STRIPS) % OUT_H;
     let ox0 = (tile % STRIPS) * PX;
     let x = r * IN_LEN;
+//#if AFFINE
+    let point = rows[r];
+    let zx = point.image * IN_LEN;
+    let zb = (chunk.images + point.image) * IN_LEN;
+//#endif
     for (var p = 0u; p < PX; p++) {
         let ox = ox0 + p;
         if (ox >= OUT_W) {
@@ -61,9 +72,19 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                     continue;
                 }
                 let at = (c * IN_H + u32(iy)) * IN_W + u32(ix);
+//#if AFFINE
+                let hi = input[zx + at];
+                let lo = input[zb + at];
+                // As path.wgsl makes points: alpha = 1 gives z(x) exactly.
+                var v = select(lo + point.alpha * (hi - lo), hi, point.alpha == 1.0);
+                let d = (hi - lo) * (0.5 * point.cell);
+//#else
                 var v = input[x + at];
 //#if SOFT
                 let d = input[(chunk.rows + r) * IN_LEN + at];
+//#endif
+//#endif
+//#if SOFT
                 lines[ky * KW + kx] = v;
                 slopes[ky * KW + kx] = d;
                 valid[ky * KW + kx] = true;

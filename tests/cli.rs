@@ -577,3 +577,41 @@ fn eval_of_the_shipped_model_and_bad_data() {
     ]);
     fails_with(&o, "no/such/dir");
 }
+
+#[test]
+fn bench_times_given_images() {
+    // Two digits repeated to fill a batch of 3, attributed for their predicted classes.
+    let out = gig(&[
+        "bench",
+        "--model",
+        MODEL,
+        "--steps",
+        "8",
+        "--batch",
+        "3",
+        "--repeat",
+        "1",
+        "--json",
+        "--input",
+        DIGIT,
+        "assets/digits/0.png",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(json["batch"], 3, "{json}");
+    assert!(json["gradient_evaluations_per_s"].as_f64().unwrap() > 0.0);
+    // An image of the wrong size is named.
+    let dir = scratch("bench");
+    let small = dir.join("small.npy");
+    gig::Tensor::new(vec![1, 1, 5, 5], vec![0.5; 25])
+        .unwrap()
+        .write_npy(&small)
+        .unwrap();
+    let out = gig(&["bench", "--model", MODEL, "--input", &text(&small)]);
+    fails_with(&out, "small.npy");
+}

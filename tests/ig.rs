@@ -452,3 +452,136 @@ fn winograd_and_direct_convs_agree() {
         assert!(err < 1e-5, "{winograd:?}: soft GPU vs CPU {err}");
     }
 }
+
+#[test]
+fn pooled_backward_kernels_agree() {
+    // Max-pools that the conv's input-gradient kernel applies: 2x2 windows after a padded conv
+    // (Winograd or direct), and 3x3 windows that leave the conv's last row and column uncovered after a
+    // conv whose input is a ReLU's output (direct only: Winograd's blocks are 2x2 windows).
+    let model = Model::random_from_arch(
+        "conv(2,6,3,p1) relu maxpool2 relu conv(6,8,3,p1) relu maxpool3 flatten linear(32,5)",
+        [2, 16, 16],
+        23,
+    )
+    .unwrap();
+    let b = batch(&model, 3, 130);
+    let q = Rule::GaussLegendre.nodes(12).unwrap();
+    let cpu = integrated_gradients(&mut CpuBackend::new(&model), &b, &q).unwrap();
+    let soft_plans = vec![cells(10); 3];
+    let cpu_soft = CpuBackend::new(&model).evaluate(&b, &soft_plans).unwrap();
+    for winograd in [gig::gpu::Winograd::Everywhere, gig::gpu::Winograd::Never] {
+        let run = |pooled_backward_channels: usize| {
+            let options = EngineOptions {
+                tiling: Some(gig::gpu::Tiling {
+                    winograd,
+                    pooled_backward_channels,
+                    ..gig::gpu::Tiling::CPU
+                }),
+                ..EngineOptions::default()
+            };
+            let mut e = Engine::new(gpu(), &model, options).unwrap();
+            let hard = integrated_gradients(&mut e, &b, &q).unwrap();
+            let hard_labels = e.dispatch_labels();
+            let soft = e.evaluate(&b, &soft_plans).unwrap();
+            let fused = |labels: Vec<String>| {
+                labels
+                    .iter()
+                    .filter(|l| l.contains("backward (layers"))
+                    .count()
+            };
+            (hard, soft, fused(hard_labels), fused(e.dispatch_labels()))
+        };
+        let (hard, soft, fused_hard, fused_soft) = run(1);
+        let expected = if winograd == gig::gpu::Winograd::Never {
+            2
+        } else {
+            1
+        };
+        assert_eq!(
+            (fused_hard, fused_soft),
+            (expected, expected),
+            "{winograd:?}"
+        );
+        let err = rel_l2(&hard.values, &cpu.values);
+        assert!(err < 1e-5, "{winograd:?}: GPU vs CPU {err}");
+        let err = rel_l2(&soft.attributions, &cpu_soft.attributions);
+        assert!(err < 1e-5, "{winograd:?}: soft GPU vs CPU {err}");
+        // The pool's own pass multiplies by the same shares in the same order: the same numbers.
+        let (alone, alone_soft, none, none_soft) = run(usize::MAX);
+        assert_eq!((none, none_soft), (0, 0));
+        assert!(
+            hard.values == alone.values,
+            "{winograd:?}: fused pool differs"
+        );
+        assert!(
+            soft.attributions == alone_soft.attributions,
+            "{winograd:?}: fused soft pool differs"
+        );
+    }
+}
+
+#[test]
+fn soft_programs_fold_the_first_conv() {
+    // A first conv followed by a max-pool (through a ReLU or not) runs once per image at the path's
+    // ends, and the pool reads its input from those; other first layers run per row. Nine images make
+    // 18 ends, more than one workgroup's lanes.
+    for (arch, shape, folds) in [
+        (
+            "conv(1,4,3,p1) relu maxpool2 conv(4,5,3,p1) relu maxpool2 flatten linear(45,5)",
+            [1, 12, 12],
+            true,
+        ),
+        (
+            "conv(2,3,3,s2,p1) maxpool2 flatten linear(12,5)",
+            [2, 9, 8],
+            true,
+        ),
+        (
+            "conv(1,3,3,p1) relu conv(3,2,3) relu flatten linear(200,4)",
+            [1, 12, 12],
+            false,
+        ),
+    ] {
+        let model = Model::random_from_arch(arch, shape, 31).unwrap();
+        let b = batch(&model, 9, 140);
+        let plans = vec![cells(7); 9];
+        let mut e = engine(&model);
+        let g = e.evaluate(&b, &plans).unwrap();
+        let labels = e.dispatch_labels();
+        let folded = labels.iter().any(|l| l.contains("path ends"));
+        assert_eq!(folded, folds, "{arch}: {labels:?}");
+        assert_eq!(labels.iter().any(|l| l == "path"), !folds, "{arch}");
+        let c = CpuBackend::new(&model).evaluate(&b, &plans).unwrap();
+        let err = rel_l2(&g.attributions, &c.attributions);
+        assert!(err < 1e-5, "{arch}: soft GPU vs CPU {err}");
+        // The ends are computed with a group's first chunk and serve its later chunks and groups'
+        // chunks alike: small chunks and groups give the same numbers.
+        let options = EngineOptions {
+            max_rows_per_chunk: Some(5),
+            max_images_per_group: Some(4),
+            ..EngineOptions::default()
+        };
+        let small = Engine::new(gpu(), &model, options)
+            .unwrap()
+            .evaluate(&b, &plans)
+            .unwrap();
+        assert!(
+            small.attributions == g.attributions,
+            "{arch}: chunked run differs"
+        );
+        let fs = |e: &gig::backend::Evaluation| -> Vec<f64> {
+            e.gradient_f
+                .iter()
+                .chain(&e.forward_f)
+                .flatten()
+                .copied()
+                .collect()
+        };
+        for (i, (a, b)) in fs(&g).iter().zip(&fs(&c)).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                "{arch}: F {i}: {a} vs {b}"
+            );
+        }
+    }
+}

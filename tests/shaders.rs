@@ -18,6 +18,12 @@ const MODELS: &[(&str, [usize; 3])] = &[
         "conv(2,3,5,s3,p2) avgpool2 relu relu flatten linear(6,2)",
         [2, 11, 9],
     ),
+    // Max-pools applied in the convs' input gradients, whose inputs are ReLU outputs (MASK too), with
+    // 2x2 and 3x3 windows.
+    (
+        "relu conv(2,6,3,p1) relu maxpool2 relu conv(6,8,3,p1) relu maxpool3 flatten linear(32,5)",
+        [2, 16, 16],
+    ),
 ];
 
 fn validate(kernel: Kernel, source: &str) {
@@ -34,6 +40,8 @@ fn validate(kernel: Kernel, source: &str) {
 #[test]
 fn every_kernel_variant_validates_with_naga() {
     let mut seen = std::collections::HashSet::new();
+    // (kernel, flag, with MASK) of the flags in FLAGS.
+    let mut flags = std::collections::HashSet::new();
     for (arch, shape) in MODELS {
         let model = Model::random_from_arch(arch, *shape, 0).unwrap();
         let winograd = Tiling {
@@ -54,6 +62,11 @@ fn every_kernel_variant_validates_with_naga() {
                         for d in p.all() {
                             validate(d.kernel, &d.kernel.source(&d.spec).unwrap());
                             seen.insert(d.kernel);
+                            for flag in FLAGS {
+                                if d.spec.has_flag(flag.1) {
+                                    flags.insert((d.kernel, flag.1, d.spec.has_flag("MASK")));
+                                }
+                            }
                         }
                     }
                 }
@@ -69,7 +82,28 @@ fn every_kernel_variant_validates_with_naga() {
         missing.is_empty(),
         "kernels no test model uses: {missing:?}"
     );
+    for (kernel, flag) in FLAGS {
+        for mask in [false, true] {
+            let only = flag != "POOLED";
+            if only && mask {
+                continue;
+            }
+            assert!(
+                flags.contains(&(kernel, flag, mask)),
+                "no test model lowers {} with {flag} (MASK {mask})",
+                kernel.name()
+            );
+        }
+    }
 }
+
+/// Flags of fusions that only some models lower to, with a kernel that must be seen with each.
+const FLAGS: [(Kernel, &str); 4] = [
+    (Kernel::Conv2dBackward, "POOLED"),
+    (Kernel::Conv2dWinogradBackward, "POOLED"),
+    (Kernel::Conv2dForward, "ENDS"),
+    (Kernel::MaxPoolForward, "AFFINE"),
+];
 
 #[test]
 fn colormap_validates_with_naga() {

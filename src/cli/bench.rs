@@ -3,7 +3,7 @@
 use super::{DeviceArgs, load_model};
 use gig::gpu::{Engine, Gpu, KernelTime};
 use gig::method::{self, Method, Settings};
-use gig::{Backend, Batch, CpuBackend, Result};
+use gig::{Backend, Batch, CpuBackend, Result, Target, Tensor};
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use std::path::PathBuf;
@@ -32,6 +32,11 @@ pub struct Args {
     /// Time training steps (Adam, softmax cross-entropy, batch --batch) instead of attributions
     #[arg(long)]
     train: bool,
+    /// Attribute these images (PNG files or one .npy, as for gig attribute; repeated to fill --batch)
+    /// for their predicted classes, instead of uniform random images for classes 0, 1, 2, ...
+    /// Adaptive methods place their steps by the images, so their cost depends on them.
+    #[arg(long, num_args = 1..)]
+    input: Vec<PathBuf>,
     #[command(flatten)]
     device: DeviceArgs,
 }
@@ -62,11 +67,6 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
     let dim = model.input_len();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let inputs: Vec<f32> = (0..args.batch * dim).map(|_| rng.random::<f32>()).collect();
-    let targets = (0..args.batch).map(|i| i % model.classes()).collect();
-    let batch = Batch::new(&model, inputs, vec![0.0; args.batch * dim], targets)?;
-
     let mut engine = None;
     let mut backend: Box<dyn Backend> = if args.device.is_cpu() {
         Box::new(CpuBackend::new(&model))
@@ -76,6 +76,27 @@ pub fn run(args: Args) -> Result<()> {
         engine = Some(Engine::new(&gpu, &model, options.clone())?);
         Box::new(Engine::new(&gpu, &model, options)?)
     };
+    let (inputs, targets) = if args.input.is_empty() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let inputs: Vec<f32> = (0..args.batch * dim).map(|_| rng.random::<f32>()).collect();
+        (
+            inputs,
+            (0..args.batch).map(|i| i % model.classes()).collect(),
+        )
+    } else {
+        let images = Tensor::read_images(&args.input, model.input_shape())?;
+        let inputs: Vec<f32> = images
+            .data
+            .iter()
+            .copied()
+            .cycle()
+            .take(args.batch * dim)
+            .collect();
+        let targets = Target::Predicted.resolve(backend.as_mut(), &inputs, args.batch)?;
+        (inputs, targets)
+    };
+    let batch = Batch::new(&model, inputs, vec![0.0; args.batch * dim], targets)?;
+
     let warm = method::explain(backend.as_mut(), &batch, method, &settings)?;
     let mut times = Vec::with_capacity(args.repeat);
     for _ in 0..args.repeat {

@@ -377,6 +377,7 @@ pub fn count(of: Count, c: &ChunkUniform) -> u64 {
         Count::GradRows => c.grad_rows,
         Count::Spans => c.spans,
         Count::Images => c.images,
+        Count::Ends => 2 * c.images,
         Count::One => 1,
     })
 }

@@ -86,11 +86,13 @@ pub struct Engine {
 fn per_row(extent: &Extent) -> bool {
     matches!(
         extent,
-        Extent::Tiles { .. }
-            | Extent::Invocations {
-                of: Count::Rows | Count::GradRows,
-                ..
-            }
+        Extent::Tiles {
+            of: Count::Rows | Count::GradRows,
+            ..
+        } | Extent::Invocations {
+            of: Count::Rows | Count::GradRows,
+            ..
+        }
     )
 }
 
@@ -417,11 +419,16 @@ impl Engine {
                 encoder.clear_buffer(self.compiled().buffer(Slot::Total), 0, None);
             }
             let with_finish = last && r.finish.is_some();
-            let used = self.compiled().encode(
-                &mut encoder,
-                0..finish + usize::from(with_finish),
-                &uniform,
-            );
+            // Work per image of the group (a folded first layer at the path's ends) is done once,
+            // when the group's images are written.
+            let dispatches = &self.program().dispatches;
+            let indices = (0..finish + usize::from(with_finish)).filter(|&i| {
+                (ci == 0 && r.fresh) || dispatches.get(i).is_none_or(|d| !d.per_group())
+            });
+            let indices: Vec<usize> = indices.collect();
+            let used = self
+                .compiled()
+                .encode(&mut encoder, indices.into_iter(), &uniform);
             stats.dispatches += used.len();
             stats.chunks += 1;
             stats.gradient_rows += chunk.gradient_rows;

@@ -56,6 +56,9 @@ pub enum Slot {
     Moment(usize, usize),
     /// Soft attribution: the open share of stored ReLU mask k.
     Mask(usize),
+    /// A folded first layer's outputs at the path's ends: every image's input, then its baseline
+    /// (`Program::ends_len` values each).
+    Ends,
 }
 
 /// What a dispatch's size follows.
@@ -65,6 +68,8 @@ pub enum Count {
     GradRows,
     Spans,
     Images,
+    /// Both ends of every image's path: two per image.
+    Ends,
     /// Always one: the dispatch's size does not depend on the chunk.
     One,
 }
@@ -100,6 +105,23 @@ pub struct Dispatch {
     /// Bytes of activations, gradients and argmax read and written per counted item (weights and
     /// caches aside): the memory traffic of the roofline.
     pub bytes_per_row: f64,
+}
+
+impl Dispatch {
+    /// Work per image of the group, not per chunk: it needs to run only when the group's images
+    /// are written.
+    pub fn per_group(&self) -> bool {
+        matches!(
+            self.extent,
+            Extent::Tiles {
+                of: Count::Ends,
+                ..
+            } | Extent::Invocations {
+                of: Count::Ends,
+                ..
+            }
+        )
+    }
 }
 
 fn dispatch(
@@ -152,6 +174,12 @@ pub struct Tiling {
     pub winograd_channels: usize,
     pub winograd_soft_channels: usize,
     pub winograd_strip: usize,
+    /// Attribution's backward pass applies a max-pool after a conv in the conv's input-gradient
+    /// kernel (POOLED) where the conv has at least this many input channels. Each tile then rereads
+    /// the pool's gradients and choices under its halo for every output channel; on a CPU adapter
+    /// that paid for a 16-channel conv and cost more than the pool's own pass for a 1-channel one
+    /// (BENCHMARKS.md).
+    pub pooled_backward_channels: usize,
 }
 
 impl Tiling {
@@ -168,6 +196,7 @@ impl Tiling {
         winograd_channels: 8,
         winograd_soft_channels: 16,
         winograd_strip: 7,
+        pooled_backward_channels: 2,
     };
 
     pub const GPU: Tiling = Tiling {
@@ -183,6 +212,7 @@ impl Tiling {
         winograd_channels: 4,
         winograd_soft_channels: 4,
         winograd_strip: 2,
+        pooled_backward_channels: 1,
     };
 
     /// The tiling suited to an adapter: [`Tiling::CPU`] for software adapters, else [`Tiling::GPU`].
@@ -256,6 +286,8 @@ pub struct Program {
     pub gradient_len: usize,
     /// Values per row of the training's weight-gradient shares.
     pub partial_len: usize,
+    /// Values per image of `Slot::Ends` (0 when the first layer is not folded).
+    pub ends_len: usize,
     /// Values of each layer's weights then bias, as the kernels read them (padded to whole vec4s).
     pub params_lens: Vec<usize>,
     /// Values per image.
@@ -429,8 +461,26 @@ impl Program {
         let seed_fused =
             fuse && !training && last.is_some_and(|j| matches!(layers[j], Layer::Linear(_)));
 
+        // Soft programs fold a first conv into the max-pool after it (and the ReLU between): along the
+        // straight path its output is z(b) + alpha (z(x) - z(b)), with tangent (z(x) - z(b)) cell / 2,
+        // so the conv runs once per image at the path's two ends (ENDS) and the pool reads its input
+        // from those (AFFINE); the path points are never made. Point programs keep the conv fused with
+        // its pool: on lavapipe that reads less than a pool reading z(x) and z(b) for every element.
+        // The pool layer that reads the ends, if any.
+        let folded = {
+            let k = if layers.get(1) == Some(&Layer::Relu) {
+                2
+            } else {
+                1
+            };
+            let first_conv = matches!(layers.first(), Some(Layer::Conv2d(_)));
+            let pool = matches!(layers.get(k), Some(Layer::MaxPool2d(_)));
+            (soft && fuse && first_conv && pool).then_some(k)
+        };
+        let ends_len = if folded.is_some() { shapes[1].len() } else { 0 };
+
         let mut dispatches = Vec::new();
-        if !training {
+        if !training && folded.is_none() {
             dispatches.push(dispatch(
                 Kernel::Path,
                 elementwise(dim),
@@ -486,23 +536,32 @@ impl Program {
             }
             let pool = pooled_by(i);
             let stored = pool.map_or(output, |k| shapes[k + 1]);
+            // The folded first conv, at the path's ends.
+            let ends = i == 0 && folded.is_some();
             let dst = activation_lens.len();
-            activation_lens.push(stored.len());
-            match pool {
-                Some(k) => {
-                    // The conv's and its ReLU's outputs exist only inside the fused kernel.
-                    activation_of.push(NOT_STORED);
-                    block_output[k] = Some(dst);
+            if ends {
+                activation_of.push(NOT_STORED);
+            } else {
+                activation_lens.push(stored.len());
+                match pool {
+                    Some(k) => {
+                        // The conv's and its ReLU's outputs exist only inside the fused kernel.
+                        activation_of.push(NOT_STORED);
+                        block_output[k] = Some(dst);
+                    }
+                    None => activation_of.push(dst),
                 }
-                None => activation_of.push(dst),
             }
-            let spec = layer_spec(t.workgroup, layer, input, output).flag("SOFT", soft);
+            let spec = layer_spec(t.workgroup, layer, input, output)
+                .flag("SOFT", soft && !ends)
+                .flag("ENDS", ends);
             let relu = i + 1 < n && relu_fused(i + 1);
             let mask = masks.get(i + 1).copied().flatten().filter(|_| relu);
             let [_, oh, ow] = output.chw();
             let (kernel, spec, mut bindings, extent) = match layer {
                 Layer::Conv2d(c)
                     if winograd(i)
+                        && !ends
                         && (soft || t.winograd == self::Winograd::Everywhere)
                         && match pool {
                             Some(k) => {
@@ -556,7 +615,7 @@ impl Program {
                 }
                 Layer::Conv2d(c) => {
                     // Soft kernels carry tangents beside the values: half the tile.
-                    let budget = t.conv_channels * t.conv_strip / if soft { 2 } else { 1 };
+                    let budget = t.conv_channels * t.conv_strip / if soft && !ends { 2 } else { 1 };
                     let (spec, tiles, tile_values, mut bindings) = match pool {
                         Some(k) => {
                             let Layer::MaxPool2d(pl) = layers[k] else {
@@ -591,7 +650,7 @@ impl Program {
                     let extent = Extent::Tiles {
                         tiles,
                         rows_per_workgroup: t.workgroup,
-                        of: Count::Rows,
+                        of: if ends { Count::Ends } else { Count::Rows },
                     };
                     let spec = spec.flag("RELU", relu).flag("MASK_OUT", mask.is_some());
                     (Kernel::Conv2dForward, spec, bindings, extent)
@@ -628,13 +687,13 @@ impl Program {
                         .u32("PX", px)
                         .u32("WIN", window)
                         .flag("WINDOW", soft)
-                        .flag("RELU_INPUT", masks_input(i));
-                    (
-                        Kernel::MaxPoolForward,
-                        spec,
-                        vec![(4, Argmax(argmax_lens.len() - 1))],
-                        extent,
-                    )
+                        .flag("RELU_INPUT", masks_input(i))
+                        .flag("AFFINE", folded == Some(i));
+                    let mut bindings = vec![(4, Argmax(argmax_lens.len() - 1))];
+                    if folded == Some(i) {
+                        bindings.push((5, Rows));
+                    }
+                    (Kernel::MaxPoolForward, spec, bindings, extent)
                 }
                 Layer::AvgPool2d(_) => {
                     let px = part(ow, t.pool_strip);
@@ -654,10 +713,18 @@ impl Program {
             } else {
                 src
             };
-            bindings.extend([(0, Chunk), (2, Activation(src)), (3, Activation(dst))]);
+            let (src, dst) = if ends {
+                (Images, Ends)
+            } else if folded == Some(i) {
+                (Ends, Activation(dst))
+            } else {
+                (Activation(src), Activation(dst))
+            };
+            bindings.extend([(0, Chunk), (2, src), (3, dst)]);
             forward_of[i] = Some(dispatches.len());
             let label = match pool {
                 Some(k) => format!("{} (layers {i}-{k})", kernel.name()),
+                None if ends => format!("{} (layer {i}, path ends)", kernel.name()),
                 None => format!("{} (layer {i})", kernel.name()),
             };
             dispatches.push(dispatch(kernel, spec, bindings, extent, label));
@@ -709,6 +776,68 @@ impl Program {
                 None => Activation(activation_of[i]),
             }
         };
+        // Conv i's input gradient runs as Winograd's F(2x2, 3x3) when its input is whole 2x2 blocks.
+        let winograd_backward =
+            |i: usize| winograd(i) && shapes[i].chw()[1..].iter().all(|s| s % 2 == 0);
+        // Attribution's backward pass applies a max-pool with disjoint windows after a conv (and its
+        // ReLU) in the conv's input-gradient kernel, as it reads its output gradient (POOLED): the pool
+        // layer conv i does so for, if any. The conv's output gradient is then never stored; training
+        // needs it for the weight gradient. Only where the pool's choices fit the 4 storage buffers per
+        // stage that every device allows.
+        let pooled_backward = |i: usize| -> Option<usize> {
+            let Layer::Conv2d(c) = layers[i] else {
+                return None;
+            };
+            let k = if layers.get(i + 1) == Some(&Layer::Relu) {
+                i + 2
+            } else {
+                i + 1
+            };
+            let Some(Layer::MaxPool2d(p)) = layers.get(k) else {
+                return None;
+            };
+            let winograd = winograd_backward(i);
+            if !fuse
+                || training
+                || c.in_channels < t.pooled_backward_channels
+                || p.stride != p.kernel
+                || p.padding != [0, 0]
+                || (winograd && p.kernel != [2, 2])
+            {
+                return None;
+            }
+            let weights = if winograd {
+                winograd_len(&c, true)
+            } else {
+                params(i)
+            };
+            let storage = 3
+                + usize::from(masks_input(i))
+                + usize::from(4 * weights as u64 > max_uniform_bytes);
+            (storage <= 4).then_some(k)
+        };
+        // The POOLED specialization and argmax binding of conv i's input-gradient kernel, if it
+        // applies a max-pool.
+        let pooled_spec = |spec: Spec, i: usize| -> (Spec, Option<(u32, Slot)>) {
+            let Some(k) = pooled_backward(i) else {
+                return (spec, None);
+            };
+            let Layer::MaxPool2d(p) = layers[k] else {
+                unreachable!()
+            };
+            let [_, ph, pw] = shapes[k + 1].chw();
+            let spec = spec
+                .flag("POOLED", true)
+                .u32("KPH", p.kernel[0])
+                .u32("KPW", p.kernel[1])
+                .u32("POOL_H", ph)
+                .u32("POOL_W", pw);
+            (spec, Some((5, Argmax(argmax_of[k].unwrap()))))
+        };
+        let backward_label = |kernel: Kernel, i: usize| match pooled_backward(i) {
+            Some(k) => format!("{} (layers {i}-{k})", kernel.name()),
+            None => format!("{} (layer {i})", kernel.name()),
+        };
         // Training needs no gradient below the first layer with weights.
         let first_weights = (0..n).find(|&i| params_lens[i] > 0).unwrap_or(n);
         let mut partial_len = 0;
@@ -756,12 +885,15 @@ impl Program {
                     })
                 }
                 _ if !input_grad => None,
-                Layer::Conv2d(c) if winograd(i) && ih % 2 == 0 && iw % 2 == 0 => {
+                // Done by the conv before it.
+                Layer::MaxPool2d(_) if (0..i).any(|j| pooled_backward(j) == Some(i)) => None,
+                Layer::Conv2d(c) if winograd_backward(i) => {
                     let icb = part(c.in_channels, t.winograd_channels);
                     let px = part(iw / 2, t.winograd_strip);
                     let spec = spec.u32("ICB", icb).u32("PX", px).flag("WINOGRAD", true);
                     let spec = params_decl(spec, winograd_len(c, true), max_uniform_bytes)
                         .flag("MASK", mask);
+                    let (spec, pooled) = pooled_spec(spec, i);
                     let mut bindings = vec![
                         (0, Chunk),
                         (1, Winograd(i, true)),
@@ -771,12 +903,13 @@ impl Program {
                     if mask {
                         bindings.push((4, gate(i)));
                     }
+                    bindings.extend(pooled);
                     let extent = Extent::Tiles {
                         tiles: ic.div_ceil(icb) * (ih / 2) * (iw / 2).div_ceil(px),
                         rows_per_workgroup: t.workgroup,
                         of: Count::GradRows,
                     };
-                    let label = format!("conv2d_winograd_backward (layer {i})");
+                    let label = backward_label(Kernel::Conv2dWinogradBackward, i);
                     Some((
                         into,
                         dispatch(
@@ -801,6 +934,7 @@ impl Program {
                         .i32("GX_LO_I", lo)
                         .u32("GSPAN", (hi - lo + 1) as usize);
                     let spec = params_decl(spec, params(i), max_uniform_bytes).flag("MASK", mask);
+                    let (spec, pooled) = pooled_spec(spec, i);
                     let tiles = ic.div_ceil(icb) * ih * iw.div_ceil(px);
                     let mut bindings = vec![
                         (0, Chunk),
@@ -811,12 +945,13 @@ impl Program {
                     if mask {
                         bindings.push((4, gate(i)));
                     }
+                    bindings.extend(pooled);
                     let extent = Extent::Tiles {
                         tiles,
                         rows_per_workgroup: t.workgroup,
                         of: Count::GradRows,
                     };
-                    let label = format!("conv2d_backward (layer {i})");
+                    let label = backward_label(Kernel::Conv2dBackward, i);
                     Some((
                         into,
                         dispatch(Kernel::Conv2dBackward, spec, bindings, extent, label),
@@ -998,6 +1133,7 @@ impl Program {
             soft,
             gradient_len: shapes.iter().map(|s| s.len()).max().unwrap(),
             partial_len,
+            ends_len,
             params_lens,
             dim,
             activation_of,
@@ -1020,6 +1156,7 @@ impl Program {
         match slot {
             Slot::Chunk | Slot::Step | Slot::Params(_) | Slot::Winograd(..) => 0,
             Slot::Images => f(2 * sizes.images * self.dim),
+            Slot::Ends => f(2 * sizes.images * self.ends_len),
             Slot::Total => f(sizes.images * sizes.slots * self.dim),
             Slot::AccumulatorWeights => f(sizes.images * sizes.slots),
             Slot::Attributions => f(sizes.images * self.dim),
@@ -1147,6 +1284,13 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
             let conv = pooled * c("KPH") * c("KPW");
             (
                 2.0 * conv * c("IN_C") * window + conv,
+                4.0 * (in_len + 2.0 * pooled),
+            )
+        }
+        Kernel::Conv2dBackward | Kernel::Conv2dWinogradBackward if d.spec.has_flag("POOLED") => {
+            let pooled = c("OUT_C") * c("POOL_H") * c("POOL_W");
+            (
+                2.0 * out_len * c("IN_C") * window,
                 4.0 * (in_len + 2.0 * pooled),
             )
         }
