@@ -2,8 +2,10 @@
 // Lanes are rows; a workgroup computes OCB output channels times ICB input channels (all taps) for
 // WORKGROUP_SIZE rows, and writes each row's share to `partial` (row r at r * P_LEN, the layout of the
 // layer's weights then bias). weight_reduce.wgsl then sums the rows in order: no atomics, the same
-// bits on every run.
-// Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, OCB, ICB.
+// bits on every run. The output plane is walked in strips of PX columns, so that each input value
+// loaded serves KW taps of PX outputs and each output gradient ICB x KH x KW taps.
+// Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, OCB, ICB,
+// PX.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
@@ -17,6 +19,9 @@ const P_LEN: u32 = BIAS + OUT_C;
 const OC_BLOCKS: u32 = (OUT_C + OCB - 1u) / OCB;
 const IC_BLOCKS: u32 = (IN_C + ICB - 1u) / ICB;
 const TILES: u32 = OC_BLOCKS * IC_BLOCKS;
+const STRIPS: u32 = (OUT_W + PX - 1u) / PX;
+// Inputs under one row of a strip.
+const SPAN: u32 = (PX - 1u) * SW + KW;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -33,24 +38,40 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     var dw: array<array<array<array<f32, KW>, KH>, ICB>, OCB>;
     var db: array<f32, OCB>;
     for (var oy = 0u; oy < OUT_H; oy++) {
-        for (var ox = 0u; ox < OUT_W; ox++) {
-            var gs: array<f32, OCB>;
+        for (var s = 0u; s < STRIPS; s++) {
+            let ox0 = s * PX;
+            // Zero past the plane's last column, so those outputs add nothing.
+            var gs: array<array<f32, PX>, OCB>;
             for (var c = 0u; c < OCB; c++) {
-                gs[c] = grad_out[r * OUT_LEN + (min(oc0 + c, OUT_C - 1u) * OUT_H + oy) * OUT_W + ox];
-                db[c] += gs[c];
+                let line = r * OUT_LEN + (min(oc0 + c, OUT_C - 1u) * OUT_H + oy) * OUT_W;
+                for (var p = 0u; p < PX; p++) {
+                    if (ox0 + p < OUT_W) {
+                        gs[c][p] = grad_out[line + ox0 + p];
+                        db[c] += gs[c][p];
+                    }
+                }
             }
             for (var i = 0u; i < ICB; i++) {
                 let ic = min(ic0 + i, IN_C - 1u);
                 for (var ky = 0u; ky < KH; ky++) {
                     let iy = i32(oy * SH + ky) - i32(PH);
-                    for (var kx = 0u; kx < KW; kx++) {
-                        let ix = i32(ox * SW + kx) - i32(PW);
-                        var v = 0.0;
-                        if (iy >= 0 && iy < i32(IN_H) && ix >= 0 && ix < i32(IN_W)) {
-                            v = input[x + (ic * IN_H + u32(iy)) * IN_W + u32(ix)];
+                    if (iy < 0 || iy >= i32(IN_H)) {
+                        continue;
+                    }
+                    let line = x + (ic * IN_H + u32(iy)) * IN_W;
+                    var xs: array<f32, SPAN>;
+                    for (var q = 0u; q < SPAN; q++) {
+                        let ix = i32(ox0 * SW + q) - i32(PW);
+                        if (ix >= 0 && ix < i32(IN_W)) {
+                            xs[q] = input[line + u32(ix)];
                         }
-                        for (var c = 0u; c < OCB; c++) {
-                            dw[c][i][ky][kx] += gs[c] * v;
+                    }
+                    for (var p = 0u; p < PX; p++) {
+                        for (var kx = 0u; kx < KW; kx++) {
+                            let v = xs[p * SW + kx];
+                            for (var c = 0u; c < OCB; c++) {
+                                dw[c][i][ky][kx] += gs[c][p] * v;
+                            }
                         }
                     }
                 }

@@ -10,11 +10,12 @@ use gig::optim::Optimizer;
 use gig::{Backend, CpuBackend, Model};
 
 /// Every layer kind with weights, fused and not: conv+ReLU+max-pool, strided padded conv without bias,
-/// avg-pool, linear+ReLU, the last linear.
+/// avg-pool, linear+ReLU, the last linear. The first conv's 7 output columns end in a short strip of the
+/// weight-gradient kernel.
 fn model() -> Model {
     Model::random_from_arch(
         "conv(2,4,3,p1) relu maxpool2 conv(4,5,3,s2,p1,nobias) relu avgpool(2,s1) flatten linear(10,8) relu linear(8,5)",
-        [2, 10, 9],
+        [2, 10, 7],
         11,
     )
     .unwrap()
@@ -292,5 +293,54 @@ fn training_is_deterministic() {
             b.params(i),
             "layer {i} differs between identical runs"
         );
+    }
+}
+
+#[test]
+fn winograd_training_follows_the_updated_weights() {
+    // Both convs run as Winograd's F(2x2, 3x3) forward (with their max-pools), the second one's input
+    // gradient too; the transformed weights are made again on the GPU after every step. The second
+    // step's gradients must be those at the weights the first step left.
+    let model = Model::random_from_arch(
+        "conv(1,4,3,p1) relu maxpool2 conv(4,6,3,p1) relu maxpool2 flatten linear(24,5)",
+        [1, 8, 8],
+        17,
+    )
+    .unwrap();
+    let (images, labels) = data(&model, 24, 3);
+    for winograd in [gig::gpu::Winograd::Everywhere, gig::gpu::Winograd::Never] {
+        let tiling = gig::gpu::Tiling {
+            winograd,
+            ..gig::gpu::Tiling::CPU
+        };
+        let opt = Optimizer::parse("sgd").unwrap();
+        let mut trainer = Trainer::with_tiling(gpu(), &model, opt, 32, tiling).unwrap();
+        // Two forward convs, one input gradient, two weight transforms.
+        let labels_used = trainer.dispatch_labels();
+        let used = labels_used
+            .iter()
+            .filter(|l| l.contains("winograd"))
+            .count();
+        let expected = if winograd == gig::gpu::Winograd::Never {
+            0
+        } else {
+            5
+        };
+        assert_eq!(used, expected, "{labels_used:?}");
+        trainer.step(&images, &labels, 0.5).unwrap();
+        let moved = trainer.model().unwrap();
+        trainer.step(&images, &labels, 0.0).unwrap();
+        let gpu_grads = trainer.last_gradients().unwrap();
+        let (_, cpu_grads) = CpuBackend::new(&moved).batch_gradients(&images, &labels);
+        let (_, stale) = CpuBackend::new(&model).batch_gradients(&images, &labels);
+        for (i, ((g, c), s)) in gpu_grads.iter().zip(&cpu_grads).zip(&stale).enumerate() {
+            let (Some(g), Some(c), Some(s)) = (g, c, s) else {
+                continue;
+            };
+            let err = rel_l2(&flat(g), &flat64(c));
+            assert!(err < 1e-4, "{winograd:?} layer {i}: GPU vs CPU {err}");
+            // The test can tell: the first step moved the gradients well past that.
+            assert!(rel_l2(&flat64(s), &flat64(c)) > 1e-2, "layer {i}");
+        }
     }
 }

@@ -37,12 +37,13 @@ pub enum Kernel {
     Loss,
     Sgd,
     Adam,
+    WinogradWeights,
     /// Attribution maps to RGBA8 texels (texture.rs); no program uses it.
     Colormap,
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 24] = [
+    pub const ALL: [Kernel; 25] = [
         Kernel::Path,
         Kernel::Conv2dForward,
         Kernel::Conv2dBackward,
@@ -66,6 +67,7 @@ impl Kernel {
         Kernel::Loss,
         Kernel::Sgd,
         Kernel::Adam,
+        Kernel::WinogradWeights,
         Kernel::Colormap,
     ];
 
@@ -95,6 +97,7 @@ impl Kernel {
             Kernel::Loss => "loss",
             Kernel::Sgd => "sgd",
             Kernel::Adam => "adam",
+            Kernel::WinogradWeights => "winograd_weights",
             Kernel::Colormap => "colormap",
         }
     }
@@ -128,6 +131,7 @@ impl Kernel {
             Kernel::Loss => include_str!("../../shaders/loss.wgsl"),
             Kernel::Sgd => include_str!("../../shaders/sgd.wgsl"),
             Kernel::Adam => include_str!("../../shaders/adam.wgsl"),
+            Kernel::WinogradWeights => include_str!("../../shaders/winograd_weights.wgsl"),
             Kernel::Colormap => include_str!("../../shaders/colormap.wgsl"),
         }
     }

@@ -180,6 +180,13 @@ pub struct Tiling {
     /// that paid for a 16-channel conv and cost more than the pool's own pass for a 1-channel one
     /// (BENCHMARKS.md).
     pub pooled_backward_channels: usize,
+    /// Training: the conv weight-gradient kernel walks the output plane in strips of at most
+    /// `weight_grad_strip` columns and `weight_grad_products` products per strip and input row. On
+    /// lavapipe larger strips ran much slower (their loops no longer unroll, so the register arrays go
+    /// to memory). Measured there (BENCHMARKS.md): the 16->32 conv 5.8 ms with 1 column, 4.8 with 2,
+    /// 7.4 with 4; the 1->16 conv 1.24, 0.85 with 4, 1.3 with 7.
+    pub weight_grad_strip: usize,
+    pub weight_grad_products: usize,
 }
 
 impl Tiling {
@@ -197,6 +204,8 @@ impl Tiling {
         winograd_soft_channels: 16,
         winograd_strip: 7,
         pooled_backward_channels: 2,
+        weight_grad_strip: 4,
+        weight_grad_products: 576,
     };
 
     pub const GPU: Tiling = Tiling {
@@ -213,6 +222,8 @@ impl Tiling {
         winograd_soft_channels: 4,
         winograd_strip: 2,
         pooled_backward_channels: 1,
+        weight_grad_strip: 2,
+        weight_grad_products: 144,
     };
 
     /// The tiling suited to an adapter: [`Tiling::CPU`] for software adapters, else [`Tiling::GPU`].
@@ -226,7 +237,9 @@ impl Tiling {
 }
 
 /// Where attribution computes 3x3 stride-1 convs by Winograd's F(2x2, 3x3) (ops::winograd), given
-/// that the 2x2 blocks fit. Training keeps direct convs: its weights change every step.
+/// that the 2x2 blocks fit. Training, which has no decisions to keep in step with PyTorch, uses it for
+/// the forward pass and input gradients under `Safe` and `Everywhere`, and transforms the weights again
+/// after each step; weight gradients stay direct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Winograd {
     /// Direct convs everywhere.
@@ -425,11 +438,10 @@ impl Program {
                 _ => None,
             }
         };
-        // Conv i runs as Winograd's F(2x2, 3x3) (ops::winograd), in attribution only: training would
-        // have to transform the weights after every step.
+        // Conv i runs as Winograd's F(2x2, 3x3) (ops::winograd) where its blocks fit; training
+        // transforms the weights again after every optimizer step (winograd_weights.wgsl).
         let winograd = |i: usize| {
             t.winograd != self::Winograd::Never
-                && !training
                 && matches!(layers[i], Layer::Conv2d(c) if winograd::applies(&c))
         };
         // ReLU i runs in the epilogue of the conv or linear layer before it.
@@ -562,7 +574,7 @@ impl Program {
                 Layer::Conv2d(c)
                     if winograd(i)
                         && !ends
-                        && (soft || t.winograd == self::Winograd::Everywhere)
+                        && (soft || training || t.winograd == self::Winograd::Everywhere)
                         && match pool {
                             Some(k) => {
                                 matches!(layers[k], Layer::MaxPool2d(p) if p.kernel == [2, 2])
@@ -1096,6 +1108,12 @@ impl Program {
                 ));
             }
             Purpose::Training { adam } => {
+                let winograd_slots: Vec<Slot> = dispatches
+                    .iter()
+                    .flat_map(|d| &d.bindings)
+                    .map(|(_, s)| *s)
+                    .filter(|s| matches!(s, Winograd(..)))
+                    .collect();
                 for (i, &len) in params_lens.iter().enumerate().filter(|(_, l)| **l > 0) {
                     let mut bindings =
                         vec![(0, Step), (1, Params(i)), (2, Grads(i)), (3, Moment(i, 0))];
@@ -1113,6 +1131,32 @@ impl Program {
                         },
                         format!("{} (layer {i})", kernel.name()),
                     ));
+                    // The next step's Winograd kernels read the updated weights transformed.
+                    let (forward, backward) = (
+                        winograd_slots.contains(&Winograd(i, false)),
+                        winograd_slots.contains(&Winograd(i, true)),
+                    );
+                    if let (Layer::Conv2d(c), true) = (layers[i], forward || backward) {
+                        let mut bindings = vec![(1, Params(i))];
+                        bindings.extend(forward.then_some((2, Winograd(i, false))));
+                        bindings.extend(backward.then_some((3, Winograd(i, true))));
+                        let filters = c.out_channels * c.in_channels;
+                        dispatches.push(dispatch(
+                            Kernel::WinogradWeights,
+                            Spec::default()
+                                .u32("WORKGROUP_SIZE", t.workgroup)
+                                .u32("IN_C", c.in_channels)
+                                .u32("OUT_C", c.out_channels)
+                                .flag("FORWARD", forward)
+                                .flag("BACKWARD", backward),
+                            bindings,
+                            Extent::Invocations {
+                                per: filters,
+                                of: Count::One,
+                            },
+                            format!("winograd_weights (layer {i})"),
+                        ));
+                    }
                 }
             }
         }
@@ -1209,11 +1253,15 @@ fn weight_grad_dispatches(
     match layer {
         Layer::Conv2d(c) => {
             // Per-row shares, then a sum over rows in row order.
-            let ocb = part(c.out_channels, 8);
             let icb = part(c.in_channels, 4);
+            let ocb = part(c.out_channels, 8);
+            let per_column = ocb * icb * c.kernel[0] * c.kernel[1];
+            let columns = t.weight_grad_strip.min(t.weight_grad_products / per_column);
+            let px = part(output.chw()[2], columns);
             let spec = layer_spec(t.workgroup, layer, input, output)
                 .u32("OCB", ocb)
-                .u32("ICB", icb);
+                .u32("ICB", icb)
+                .u32("PX", px);
             let tiles = c.out_channels.div_ceil(ocb) * c.in_channels.div_ceil(icb);
             let share = c.out_channels * (c.in_channels * c.kernel[0] * c.kernel[1] + 1);
             let bias = share - c.out_channels;
@@ -1324,6 +1372,11 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
         Kernel::Loss => (5.0 * c("CLASSES"), 12.0 * c("CLASSES")),
         Kernel::WeightReduce => (c("P_LEN"), 4.0 * c("P_LEN")),
         Kernel::Sgd | Kernel::Adam => (6.0 * c("LEN"), 20.0 * c("LEN")),
+        // Per filter: 9 weights in, 16 values out per layout, about 50 additions each.
+        Kernel::WinogradWeights => (
+            100.0 * c("IN_C") * c("OUT_C"),
+            4.0 * 41.0 * c("IN_C") * c("OUT_C"),
+        ),
         // Runs after a program (texture.rs), never in one.
         Kernel::Colormap => (0.0, 0.0),
     }

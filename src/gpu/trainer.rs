@@ -32,10 +32,20 @@ pub struct Trainer {
 impl Trainer {
     /// Starts from `model`'s weights; each step takes at most `batch` images.
     pub fn new(gpu: &Gpu, model: &Model, optimizer: Optimizer, batch: usize) -> Result<Trainer> {
+        Trainer::with_tiling(gpu, model, optimizer, batch, Tiling::for_adapter(&gpu.info))
+    }
+
+    /// As [`Trainer::new`], with the kernels' tiles (and Winograd convs or not) chosen by the caller.
+    pub fn with_tiling(
+        gpu: &Gpu,
+        model: &Model,
+        optimizer: Optimizer,
+        batch: usize,
+        tiling: Tiling,
+    ) -> Result<Trainer> {
         if batch == 0 {
             return Err(Error::Input("the batch size must be at least 1".into()));
         }
-        let tiling = Tiling::for_adapter(&gpu.info);
         let purpose = Purpose::Training {
             adam: matches!(optimizer, Optimizer::Adam { .. }),
         };
@@ -189,6 +199,16 @@ impl Trainer {
                 Some(_) => self.read_layer(Slot::Grads(i), i).map(Some),
                 None => Ok(None),
             })
+            .collect()
+    }
+
+    /// What each dispatch of a step is, in order.
+    pub fn dispatch_labels(&self) -> Vec<String> {
+        self.compiled
+            .program
+            .dispatches
+            .iter()
+            .map(|d| d.label.clone())
             .collect()
     }
 
