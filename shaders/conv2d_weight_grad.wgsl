@@ -4,13 +4,21 @@
 // layer's weights then bias). weight_reduce.wgsl then sums the rows in order: no atomics, the same
 // bits on every run. The output plane is walked in strips of PX columns, so that each input value
 // loaded serves KW taps of PX outputs and each output gradient ICB x KH x KW taps.
+// With POOLED the conv (and its ReLU) feeds a max-pool with disjoint KPH x KPW windows (PX a multiple of
+// KPW): grad_out is the pool's output gradient, and a conv output's gradient is its window's where it
+// was the window's maximum (as conv2d_backward.wgsl reads it), so the conv's is never stored.
 // Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, OCB, ICB,
-// PX.
+// PX; with POOLED, KPH, KPW, POOL_H, POOL_W.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
 @group(0) @binding(3) var<storage, read> grad_out: array<f32>;
 @group(0) @binding(4) var<storage, read_write> partial: array<f32>;
+//#if POOLED
+// Where each pool window's maximum was.
+@group(0) @binding(5) var<storage, read> argmax: array<u32>;
+const POOL_LEN: u32 = OUT_C * POOL_H * POOL_W;
+//#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
 const OUT_LEN: u32 = OUT_C * OUT_H * OUT_W;
@@ -43,13 +51,32 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             // Zero past the plane's last column, so those outputs add nothing.
             var gs: array<array<f32, PX>, OCB>;
             for (var c = 0u; c < OCB; c++) {
-                let line = r * OUT_LEN + (min(oc0 + c, OUT_C - 1u) * OUT_H + oy) * OUT_W;
+                let oc = min(oc0 + c, OUT_C - 1u);
+//#if POOLED
+                // Outputs past the last window get no gradient.
+                let py = oy / KPH;
+                for (var w = 0u; w < PX / KPW; w++) {
+                    let px = ox0 / KPW + w;
+                    if (py < POOL_H && px < POOL_W) {
+                        let o = r * POOL_LEN + (oc * POOL_H + py) * POOL_W + px;
+                        let g = grad_out[o];
+                        let at = argmax[o];
+                        let j = (oc * OUT_H + oy) * OUT_W + px * KPW;
+                        for (var e = 0u; e < KPW; e++) {
+                            gs[c][w * KPW + e] = select(0.0, g, at == j + e);
+                            db[c] += gs[c][w * KPW + e];
+                        }
+                    }
+                }
+//#else
+                let line = r * OUT_LEN + (oc * OUT_H + oy) * OUT_W;
                 for (var p = 0u; p < PX; p++) {
                     if (ox0 + p < OUT_W) {
                         gs[c][p] = grad_out[line + ox0 + p];
                         db[c] += gs[c][p];
                     }
                 }
+//#endif
             }
             for (var i = 0u; i < ICB; i++) {
                 let ic = min(ic0 + i, IN_C - 1u);

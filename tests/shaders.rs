@@ -62,9 +62,9 @@ fn every_kernel_variant_validates_with_naga() {
                         for d in p.all() {
                             validate(d.kernel, &d.kernel.source(&d.spec).unwrap());
                             seen.insert(d.kernel);
-                            for flag in FLAGS {
-                                if d.spec.has_flag(flag.1) {
-                                    flags.insert((d.kernel, flag.1, d.spec.has_flag("MASK")));
+                            for (_, flag, _) in FLAGS {
+                                if d.spec.has_flag(flag) {
+                                    flags.insert((d.kernel, flag, d.spec.has_flag("MASK")));
                                 }
                             }
                         }
@@ -82,12 +82,8 @@ fn every_kernel_variant_validates_with_naga() {
         missing.is_empty(),
         "kernels no test model uses: {missing:?}"
     );
-    for (kernel, flag) in FLAGS {
-        for mask in [false, true] {
-            let only = flag != "POOLED";
-            if only && mask {
-                continue;
-            }
+    for (kernel, flag, masks) in FLAGS {
+        for &mask in masks {
             assert!(
                 flags.contains(&(kernel, flag, mask)),
                 "no test model lowers {} with {flag} (MASK {mask})",
@@ -97,12 +93,14 @@ fn every_kernel_variant_validates_with_naga() {
     }
 }
 
-/// Flags of fusions that only some models lower to, with a kernel that must be seen with each.
-const FLAGS: [(Kernel, &str); 4] = [
-    (Kernel::Conv2dBackward, "POOLED"),
-    (Kernel::Conv2dWinogradBackward, "POOLED"),
-    (Kernel::Conv2dForward, "ENDS"),
-    (Kernel::MaxPoolForward, "AFFINE"),
+/// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
+/// and with the MASK flag.
+const FLAGS: [(Kernel, &str, &[bool]); 5] = [
+    (Kernel::Conv2dBackward, "POOLED", &[false, true]),
+    (Kernel::Conv2dWinogradBackward, "POOLED", &[false, true]),
+    (Kernel::Conv2dWeightGrad, "POOLED", &[false]),
+    (Kernel::Conv2dForward, "ENDS", &[false]),
+    (Kernel::MaxPoolForward, "AFFINE", &[false]),
 ];
 
 #[test]

@@ -2,11 +2,14 @@
 //! buffers.
 //!
 //! Fusions: a ReLU after a conv or linear layer runs in that layer's epilogue, and so does a max-pool
-//! with disjoint windows after a conv (and its ReLU), whose output is then never stored; a ReLU's
-//! backward mask is applied by the layer that reads the ReLU's output (conv, linear and avg-pool multiply
-//! their input gradient by it; max-pool records no maximum for windows that are all zero); when the model
-//! ends in a linear layer, attribution's backward pass starts from the target's row of weights, so no
-//! separate seed is needed. ReLUs that cannot be fused run in place. Flatten is free.
+//! with disjoint windows after a conv (and its ReLU), whose output is then never stored; backward, the
+//! kernels that read that conv's output gradient (input and weight gradients) read it through the
+//! pool's choices, so the pool has no pass of its own there either; a ReLU's backward mask is applied by
+//! the layer that reads the ReLU's output (conv, linear and avg-pool multiply their input gradient by it;
+//! max-pool records no maximum for windows that are all zero); when the model ends in a linear layer,
+//! attribution's backward pass starts from the target's row of weights, so no separate seed is needed.
+//! ReLUs that cannot be fused run in place. Flatten is free. Soft programs fold a first conv followed by
+//! a max-pool: it runs once per image at the path's ends and the pool interpolates between them.
 
 use super::kernels::{Kernel, Spec};
 use crate::model::{Layer, Model, Shape};
@@ -791,11 +794,14 @@ impl Program {
         // Conv i's input gradient runs as Winograd's F(2x2, 3x3) when its input is whole 2x2 blocks.
         let winograd_backward =
             |i: usize| winograd(i) && shapes[i].chw()[1..].iter().all(|s| s % 2 == 0);
-        // Attribution's backward pass applies a max-pool with disjoint windows after a conv (and its
-        // ReLU) in the conv's input-gradient kernel, as it reads its output gradient (POOLED): the pool
-        // layer conv i does so for, if any. The conv's output gradient is then never stored; training
-        // needs it for the weight gradient. Only where the pool's choices fit the 4 storage buffers per
-        // stage that every device allows.
+        // Training needs no gradient below the first layer with weights.
+        let first_weights = (0..n).find(|&i| params_lens[i] > 0).unwrap_or(n);
+        let input_grad = |i: usize| !training || i > first_weights;
+        // The backward pass applies a max-pool with disjoint windows after a conv (and its ReLU) in the
+        // kernels that read the conv's output gradient (POOLED): its input gradient and, in training,
+        // its weight gradient. The pool layer conv i does so for, if any; the conv's output gradient is
+        // then never stored. Only where the pool's choices fit the 4 storage buffers per stage that
+        // every device allows.
         let pooled_backward = |i: usize| -> Option<usize> {
             let Layer::Conv2d(c) = layers[i] else {
                 return None;
@@ -810,8 +816,7 @@ impl Program {
             };
             let winograd = winograd_backward(i);
             if !fuse
-                || training
-                || c.in_channels < t.pooled_backward_channels
+                || (input_grad(i) && c.in_channels < t.pooled_backward_channels)
                 || p.stride != p.kernel
                 || p.padding != [0, 0]
                 || (winograd && p.kernel != [2, 2])
@@ -826,7 +831,7 @@ impl Program {
             let storage = 3
                 + usize::from(masks_input(i))
                 + usize::from(4 * weights as u64 > max_uniform_bytes);
-            (storage <= 4).then_some(k)
+            (!input_grad(i) || storage <= 4).then_some(k)
         };
         // The POOLED specialization and argmax binding of conv i's input-gradient kernel, if it
         // applies a max-pool.
@@ -850,8 +855,6 @@ impl Program {
             Some(k) => format!("{} (layers {i}-{k})", kernel.name()),
             None => format!("{} (layer {i})", kernel.name()),
         };
-        // Training needs no gradient below the first layer with weights.
-        let first_weights = (0..n).find(|&i| params_lens[i] > 0).unwrap_or(n);
         let mut partial_len = 0;
         for (i, layer) in layers.iter().enumerate().rev() {
             if training && i < first_weights {
@@ -865,12 +868,18 @@ impl Program {
             let spec = layer_spec(t.workgroup, layer, input, output).flag("SOFT", soft);
             let [ic, ih, iw] = input.chw();
             if training && params_lens[i] > 0 {
+                let pooled = pooled_backward(i).map(|k| {
+                    let Layer::MaxPool2d(p) = layers[k] else {
+                        unreachable!()
+                    };
+                    (p, shapes[k + 1], argmax_of[k].unwrap())
+                });
                 let (d, share) =
-                    weight_grad_dispatches(t, layer, i, input, output, x, Gradient(out));
+                    weight_grad_dispatches(t, layer, i, input, output, x, Gradient(out), pooled);
                 partial_len = partial_len.max(share);
                 dispatches.extend(d);
             }
-            let input_grad = !training || i > first_weights;
+            let input_grad = input_grad(i);
             let step = match layer {
                 Layer::Flatten => None,
                 Layer::Relu => {
@@ -1239,7 +1248,10 @@ impl Program {
 }
 
 /// Training: the dispatches that compute layer `i`'s weight gradient into `Grads(i)` from its input `x`
-/// and output gradient `g`, and the values per row of the weight-gradient shares they use.
+/// and output gradient `g`, and the values per row of the weight-gradient shares they use. With
+/// `pooled` (the max-pool after a conv, its output shape and its choices' buffer), `g` is the pool's
+/// output gradient and the kernel reads the conv's through the pool's choices.
+#[allow(clippy::too_many_arguments)]
 fn weight_grad_dispatches(
     t: &Tiling,
     layer: &Layer,
@@ -1248,6 +1260,7 @@ fn weight_grad_dispatches(
     output: Shape,
     x: Slot,
     g: Slot,
+    pooled: Option<(crate::model::Pool2d, Shape, usize)>,
 ) -> (Vec<Dispatch>, usize) {
     use Slot::*;
     match layer {
@@ -1257,24 +1270,41 @@ fn weight_grad_dispatches(
             let ocb = part(c.out_channels, 8);
             let per_column = ocb * icb * c.kernel[0] * c.kernel[1];
             let columns = t.weight_grad_strip.min(t.weight_grad_products / per_column);
-            let px = part(output.chw()[2], columns);
-            let spec = layer_spec(t.workgroup, layer, input, output)
+            let mut px = part(output.chw()[2], columns);
+            let mut spec = layer_spec(t.workgroup, layer, input, output)
                 .u32("OCB", ocb)
-                .u32("ICB", icb)
-                .u32("PX", px);
+                .u32("ICB", icb);
+            let mut bindings = vec![(0, Chunk), (2, x), (3, g), (4, Partial)];
+            if let Some((p, pool_shape, argmax)) = pooled {
+                // Strips of whole windows, so that each window's choice is read once.
+                px = px.next_multiple_of(p.kernel[1]);
+                let [_, ph, pw] = pool_shape.chw();
+                spec = spec
+                    .flag("POOLED", true)
+                    .u32("KPH", p.kernel[0])
+                    .u32("KPW", p.kernel[1])
+                    .u32("POOL_H", ph)
+                    .u32("POOL_W", pw);
+                bindings.push((5, Argmax(argmax)));
+            }
+            let spec = spec.u32("PX", px);
             let tiles = c.out_channels.div_ceil(ocb) * c.in_channels.div_ceil(icb);
             let share = c.out_channels * (c.in_channels * c.kernel[0] * c.kernel[1] + 1);
             let bias = share - c.out_channels;
+            let label = match pooled {
+                Some(_) => format!("conv2d_weight_grad (layer {i}, through its max-pool)"),
+                None => format!("conv2d_weight_grad (layer {i})"),
+            };
             let shares = dispatch(
                 Kernel::Conv2dWeightGrad,
                 spec,
-                vec![(0, Chunk), (2, x), (3, g), (4, Partial)],
+                bindings,
                 Extent::Tiles {
                     tiles,
                     rows_per_workgroup: t.workgroup,
                     of: Count::GradRows,
                 },
-                format!("conv2d_weight_grad (layer {i})"),
+                label,
             );
             let reduce = dispatch(
                 Kernel::WeightReduce,

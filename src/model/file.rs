@@ -142,15 +142,36 @@ impl Model {
             (INPUT_SHAPE_KEY.to_string(), format!("{c},{h},{w}")),
             ("format".to_string(), "pt".to_string()),
         ]);
-        safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::Model(format!("cannot serialise: {e}")))
+        let bytes = safetensors::serialize(views, Some(meta))
+            .map_err(|e| Error::Model(format!("cannot serialise: {e}")))?;
+        Ok(sorted_header(bytes))
     }
 
-    /// Writes the model as a .safetensors file that PyTorch's `load_state_dict` accepts.
+    /// Writes the model as a .safetensors file that PyTorch's `load_state_dict` accepts. The same model
+    /// gives the same bytes.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         std::fs::write(path, self.to_safetensors()?).map_err(|e| Error::io(path, e))
     }
+}
+
+/// The file with its JSON header's keys in sorted order. safetensors takes the metadata as a hash
+/// map, whose order changes from process to process; sorted, the same model always gives the same bytes.
+/// The header keeps its length (the same entries, then the padding spaces safetensors uses).
+fn sorted_header(mut bytes: Vec<u8>) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = &bytes[8..8 + n];
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return bytes;
+    };
+    // serde_json's maps are ordered by key.
+    let mut sorted = serde_json::to_vec(&value).unwrap_or_default();
+    if sorted.is_empty() || sorted.len() > n {
+        return bytes;
+    }
+    sorted.resize(n, b' ');
+    bytes[8..8 + n].copy_from_slice(&sorted);
+    bytes
 }
 
 #[cfg(test)]
@@ -171,6 +192,21 @@ mod tests {
         for i in 0..m.layers().len() {
             assert_eq!(back.params(i), m.params(i));
         }
+    }
+
+    #[test]
+    fn same_model_same_bytes() {
+        // Each serialisation hashes the metadata afresh: without sorting, its order would vary.
+        let m =
+            Model::random_from_arch("conv(1,2,3) relu flatten linear(8,3)", [1, 4, 4], 3).unwrap();
+        let first = m.to_safetensors().unwrap();
+        for _ in 0..20 {
+            assert!(m.to_safetensors().unwrap() == first);
+        }
+        assert_eq!(
+            Model::from_safetensors(&first).unwrap().params(3),
+            m.params(3)
+        );
     }
 
     #[test]
