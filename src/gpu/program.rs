@@ -165,7 +165,9 @@ pub struct Tiling {
     pub conv_strip: usize,
     /// Neighbouring values per pooling tile.
     pub pool_strip: usize,
-    /// Lanes per workgroup of the linear kernels.
+    /// Lanes per workgroup of the linear kernels. On lavapipe a weight read from a storage buffer is a
+    /// gather even at a uniform address, so each one should serve many rows: 8 lanes of 8 rows made the
+    /// 1568 -> 64 layer's kernels 30-35% faster than 16 lanes of 4 (BENCHMARKS.md).
     pub linear_workgroup: usize,
     /// Rows per lane of the linear kernels.
     pub linear_rows: usize,
@@ -190,6 +192,9 @@ pub struct Tiling {
     /// 7.4 with 4; the 1->16 conv 1.24, 0.85 with 4, 1.3 with 7.
     pub weight_grad_strip: usize,
     pub weight_grad_products: usize,
+    /// Training's linear weight gradient: lanes per workgroup, input features per lane, outputs per
+    /// workgroup.
+    pub linear_grad: [usize; 3],
 }
 
 impl Tiling {
@@ -199,8 +204,8 @@ impl Tiling {
         conv_channels: 16,
         conv_strip: 16,
         pool_strip: 16,
-        linear_workgroup: 16,
-        linear_rows: 4,
+        linear_workgroup: 8,
+        linear_rows: 8,
         linear_features: 16,
         winograd: Winograd::Safe,
         winograd_channels: 8,
@@ -209,6 +214,7 @@ impl Tiling {
         pooled_backward_channels: 2,
         weight_grad_strip: 4,
         weight_grad_products: 576,
+        linear_grad: [8, 16, 16],
     };
 
     pub const GPU: Tiling = Tiling {
@@ -227,6 +233,7 @@ impl Tiling {
         pooled_backward_channels: 1,
         weight_grad_strip: 2,
         weight_grad_products: 144,
+        linear_grad: [64, 4, 8],
     };
 
     /// The tiling suited to an adapter: [`Tiling::CPU`] for software adapters, else [`Tiling::GPU`].
@@ -1323,7 +1330,8 @@ fn weight_grad_dispatches(
             (vec![shares, reduce], share)
         }
         Layer::Linear(l) => {
-            let (workgroup, jb, ob) = (t.workgroup, 4, part(l.out_features, 8));
+            let [workgroup, jb, ob] = t.linear_grad;
+            let ob = part(l.out_features, ob);
             let spec = Spec::default()
                 .u32("WORKGROUP_SIZE", workgroup)
                 .u32("IN_LEN", l.in_features)
