@@ -221,6 +221,9 @@ fn a_device_with_tiny_limits_gets_the_same_answer() {
     let b = batch(&model, 6, 70);
     let q = Rule::GaussLegendre.nodes(20).unwrap();
     let reference = integrated_gradients(&mut engine(&model), &b, &q).unwrap();
+    // Soft cells too: their program folds the first conv, whose ends are bound per group.
+    let plans = vec![cells(9); 6];
+    let soft_reference = engine(&model).evaluate(&b, &plans).unwrap();
 
     let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
     let adapter =
@@ -245,6 +248,9 @@ fn a_device_with_tiny_limits_gets_the_same_answer() {
         ig.stats.chunks
     );
     assert_eq!(reference.values, ig.values);
+    let soft = engine.evaluate(&b, &plans).unwrap();
+    assert!(soft.stats.chunks > 1);
+    assert!(soft_reference.attributions == soft.attributions);
 }
 
 #[test]

@@ -245,12 +245,15 @@ impl Engine {
             })
             .max()
             .unwrap_or(1);
-        // Per image: inputs and baselines, accumulators, attributions, readback; and its row tables.
+        // Per image: inputs and baselines, accumulators, attributions, readback; its row tables; and
+        // a folded first layer's outputs at the path's ends.
         let row_table = size_of::<RowEntry>() as u64 * points;
-        let image_bytes = 4 * dim * (2 + slots + 2) + 2 * row_table;
+        let ends = 8 * p.ends_len as u64;
+        let image_bytes = 4 * dim * (2 + slots + 2) + 2 * row_table + ends;
         let images = [
             binding / (4 * dim * slots),
             binding / row_table,
+            binding / ends.max(1),
             max_workgroups * 64 / dim,
             self.options.max_memory / 4 / image_bytes,
             self.options.max_images_per_group.unwrap_or(usize::MAX) as u64,
