@@ -74,6 +74,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             if (ty < 0 || u32(ty) % SH != 0u || u32(ty) / SH >= OUT_H) {
                 continue;
             }
+            // The output gradient row (read through the pool's choices with POOLED).
             let line = gbase + (oc * OUT_H + u32(ty) / SH) * OUT_W;
             var gs: array<f32, GSPAN>;
             for (var q = 0u; q < GSPAN; q++) {

@@ -283,6 +283,21 @@ fn bad_requests_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("zero steps"), "{e}");
+    // A round driver whose first round evaluates nothing.
+    let mut nothing = OneRound {
+        plans: vec![gig::schedule::PathPlan::new(empty, vec![])],
+        done: false,
+    };
+    let options = gig::backend::RoundOptions {
+        slots: 1,
+        idg: false,
+        soft: true,
+    };
+    let e = engine(&model)
+        .rounds(&b, options, &mut nothing)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("first round of a group"), "{e}");
 }
 
 #[test]
@@ -461,15 +476,30 @@ fn winograd_and_direct_convs_agree() {
 
 #[test]
 fn pooled_backward_kernels_agree() {
-    // Max-pools that the conv's input-gradient kernel applies: 2x2 windows after a padded conv
-    // (Winograd or direct), and 3x3 windows that leave the conv's last row and column uncovered after a
-    // conv whose input is a ReLU's output (direct only: Winograd's blocks are 2x2 windows).
-    let model = Model::random_from_arch(
-        "conv(2,6,3,p1) relu maxpool2 relu conv(6,8,3,p1) relu maxpool3 flatten linear(32,5)",
-        [2, 16, 16],
-        23,
-    )
-    .unwrap();
+    // Max-pools that the conv's input-gradient kernel applies: 2x2 windows after a conv padded by 1,
+    // then by 0 and by 2 (Winograd or direct: the halo's parity differs), and 3x3 windows that leave
+    // the conv's last row and column uncovered after a conv whose input is a ReLU's output (direct only:
+    // Winograd's blocks are 2x2 windows). Last: convs fused with Winograd and directly.
+    for (arch, shape, fused_winograd, fused_direct) in [
+        (
+            "conv(2,6,3,p1) relu maxpool2 relu conv(6,8,3,p1) relu maxpool3 flatten linear(32,5)",
+            [2, 16, 16],
+            1,
+            2,
+        ),
+        (
+            "conv(2,4,3) relu maxpool2 conv(4,6,3,p2) relu maxpool2 flatten linear(96,5)",
+            [2, 14, 14],
+            2,
+            2,
+        ),
+    ] {
+        pooled_backward_case(arch, shape, fused_winograd, fused_direct);
+    }
+}
+
+fn pooled_backward_case(arch: &str, shape: [usize; 3], fused_winograd: usize, fused_direct: usize) {
+    let model = Model::random_from_arch(arch, shape, 23).unwrap();
     let b = batch(&model, 3, 130);
     let q = Rule::GaussLegendre.nodes(12).unwrap();
     let cpu = integrated_gradients(&mut CpuBackend::new(&model), &b, &q).unwrap();
@@ -499,19 +529,19 @@ fn pooled_backward_kernels_agree() {
         };
         let (hard, soft, fused_hard, fused_soft) = run(1);
         let expected = if winograd == gig::gpu::Winograd::Never {
-            2
+            fused_direct
         } else {
-            1
+            fused_winograd
         };
         assert_eq!(
             (fused_hard, fused_soft),
             (expected, expected),
-            "{winograd:?}"
+            "{arch} {winograd:?}"
         );
         let err = rel_l2(&hard.values, &cpu.values);
-        assert!(err < 1e-5, "{winograd:?}: GPU vs CPU {err}");
+        assert!(err < 1e-5, "{arch} {winograd:?}: GPU vs CPU {err}");
         let err = rel_l2(&soft.attributions, &cpu_soft.attributions);
-        assert!(err < 1e-5, "{winograd:?}: soft GPU vs CPU {err}");
+        assert!(err < 1e-5, "{arch} {winograd:?}: soft GPU vs CPU {err}");
         // The pool's own pass multiplies by the same shares in the same order: the same numbers.
         let (alone, alone_soft, none, none_soft) = run(usize::MAX);
         assert_eq!((none, none_soft), (0, 0));

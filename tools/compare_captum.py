@@ -274,19 +274,27 @@ def accuracy(args):
     x_file = tempfile.NamedTemporaryFile(suffix=".npy", delete=False)
     np.save(x_file, digits)
     x_file.close()
+    try:
+        time_both(args, model, x, x_file.name, steps, rule, budget)
+    finally:
+        os.unlink(x_file.name)
+    return 0
+
+
+def time_both(args, model, x, x_path, steps, rule, budget):
+    """Times gig adaptive at `budget` on the digits in `x_path` and Captum's `rule` at `steps` on `x`,
+    alternating, for each batch size."""
     for batch in args.batch:
         # Both repeat the digits to fill the batch and attribute each to its predicted class.
         xb = x[:batch] if batch <= len(x) else x.repeat((batch + len(x) - 1) // len(x), 1, 1, 1)[:batch]
         tb = model(xb).argmax(1)
         ours, theirs = [], []
         for _ in range(args.rounds):
-            ours.append(gig_timing(args, batch, "adaptive", budget, x_file.name))
+            ours.append(gig_timing(args, batch, "adaptive", budget, x_path))
             theirs.append(captum_timing(model, xb, tb, steps, rule, args.device, args.repeat))
         g, c = float(np.median(ours)), float(np.median(theirs))
         print(f"batch {batch:4d}: gig adaptive {budget}: {g * 1e3:9.1f} ms, Captum {rule} {steps}: {c * 1e3:9.1f} ms "
               f"(torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads): gig {c / g:.2f}x faster")
-    os.unlink(x_file.name)
-    return 0
 
 
 def main():

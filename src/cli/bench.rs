@@ -53,6 +53,11 @@ fn median(v: &mut [f64]) -> f64 {
 
 pub fn run(args: Args) -> Result<()> {
     if args.train {
+        if !args.input.is_empty() {
+            return Err(gig::Error::Input(
+                "--input is for attributions; --train times steps on random images".into(),
+            ));
+        }
         return run_train(args);
     }
     let model = load_model(&args.model)?;

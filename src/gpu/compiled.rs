@@ -19,7 +19,8 @@ pub struct Compiled {
     pipelines: Vec<wgpu::ComputePipeline>,
     /// Weights then bias of each layer that has them (bound as uniform or storage, written by training).
     params: Vec<Option<wgpu::Buffer>>,
-    /// Conv weights in Winograd's domain (`Slot::Winograd`), made from `params` once: attribution only.
+    /// Conv weights in Winograd's domain (`Slot::Winograd`), made from `params` on the host in f64; in
+    /// training, made again on the GPU after every step (winograd_weights.wgsl).
     winograd: HashMap<Slot, wgpu::Buffer>,
     /// The per-chunk and per-step uniforms.
     uniforms: HashMap<Slot, wgpu::Buffer>,

@@ -167,7 +167,8 @@ impl Engine {
 
     /// Dispatches per chunk with gradient rows (the finish dispatch of a group's last chunk not counted).
     pub fn dispatches_per_chunk(&self) -> usize {
-        self.program().dispatches.len()
+        let d = &self.program().dispatches;
+        d.iter().filter(|d| !d.per_group()).count()
     }
 
     /// What each dispatch of a chunk is, in order (then `finish`).
@@ -423,7 +424,7 @@ impl Engine {
             }
             let with_finish = last && r.finish.is_some();
             // Work per image of the group (a folded first layer at the path's ends) is done once,
-            // when the group's images are written.
+            // when the group's images are written (`get` is None for the finish dispatch).
             let dispatches = &self.program().dispatches;
             let indices = (0..finish + usize::from(with_finish)).filter(|&i| {
                 (ci == 0 && r.fresh) || dispatches.get(i).is_none_or(|d| !d.per_group())
@@ -781,6 +782,17 @@ impl Backend for Engine {
                     dim,
                 };
                 check_plans(&sub, &plans)?;
+                // A group's first round writes its images, clears its accumulators and computes what
+                // is per image; a round without points would skip all three.
+                if last.is_none()
+                    && plans
+                        .iter()
+                        .all(|p| p.gradient.is_empty() && p.forward.is_empty())
+                {
+                    return Err(Error::Input(
+                        "the first round of a group must evaluate at least one point".into(),
+                    ));
+                }
                 if !options.soft && plans.iter().any(|p| p.cells.iter().any(|&c| c != 0.0)) {
                     return Err(Error::Input(
                         "points stand for cells but the rounds are not soft".into(),

@@ -179,14 +179,15 @@ pub struct Tiling {
     pub winograd_channels: usize,
     pub winograd_soft_channels: usize,
     pub winograd_strip: usize,
-    /// Attribution's backward pass applies a max-pool after a conv in the conv's input-gradient
-    /// kernel (POOLED) where the conv has at least this many input channels. Each tile then rereads
+    /// The backward pass applies a max-pool after a conv in the conv's input-gradient kernel (POOLED)
+    /// where the conv has at least this many input channels. Each tile then rereads
     /// the pool's gradients and choices under its halo for every output channel; on a CPU adapter
     /// that paid for a 16-channel conv and cost more than the pool's own pass for a 1-channel one
     /// (BENCHMARKS.md).
     pub pooled_backward_channels: usize,
     /// Training: the conv weight-gradient kernel walks the output plane in strips of at most
-    /// `weight_grad_strip` columns and `weight_grad_products` products per strip and input row. On
+    /// `weight_grad_strip` columns and as many as keep a strip's products per input row within
+    /// `weight_grad_products` (but at least one column). On
     /// lavapipe larger strips ran much slower (their loops no longer unroll, so the register arrays go
     /// to memory). Measured there (BENCHMARKS.md): the 16->32 conv 5.8 ms with 1 column, 4.8 with 2,
     /// 7.4 with 4; the 1->16 conv 1.24, 0.85 with 4, 1.3 with 7.
@@ -803,7 +804,7 @@ impl Program {
             |i: usize| winograd(i) && shapes[i].chw()[1..].iter().all(|s| s % 2 == 0);
         // Training needs no gradient below the first layer with weights.
         let first_weights = (0..n).find(|&i| params_lens[i] > 0).unwrap_or(n);
-        let input_grad = |i: usize| !training || i > first_weights;
+        let has_input_grad = |i: usize| !training || i > first_weights;
         // The backward pass applies a max-pool with disjoint windows after a conv (and its ReLU) in the
         // kernels that read the conv's output gradient (POOLED): its input gradient and, in training,
         // its weight gradient. The pool layer conv i does so for, if any; the conv's output gradient is
@@ -823,7 +824,7 @@ impl Program {
             };
             let winograd = winograd_backward(i);
             if !fuse
-                || (input_grad(i) && c.in_channels < t.pooled_backward_channels)
+                || (has_input_grad(i) && c.in_channels < t.pooled_backward_channels)
                 || p.stride != p.kernel
                 || p.padding != [0, 0]
                 || (winograd && p.kernel != [2, 2])
@@ -838,7 +839,7 @@ impl Program {
             let storage = 3
                 + usize::from(masks_input(i))
                 + usize::from(4 * weights as u64 > max_uniform_bytes);
-            (!input_grad(i) || storage <= 4).then_some(k)
+            (!has_input_grad(i) || storage <= 4).then_some(k)
         };
         // The POOLED specialization and argmax binding of conv i's input-gradient kernel, if it
         // applies a max-pool.
@@ -886,7 +887,7 @@ impl Program {
                 partial_len = partial_len.max(share);
                 dispatches.extend(d);
             }
-            let input_grad = input_grad(i);
+            let input_grad = has_input_grad(i);
             let step = match layer {
                 Layer::Flatten => None,
                 Layer::Relu => {

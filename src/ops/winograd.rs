@@ -3,8 +3,9 @@
 //!
 //! A 2x2 block of outputs of one channel pair is `A^T [(G w G^T) . (B^T d B)] A`, where `d` is the 4x4
 //! patch of inputs under it and `.` the element-wise product: 16 multiplications instead of 36. The
-//! weight transform `G w G^T` is done once, on the host (here, in f64); the kernels transform the
-//! patches, multiply and transform back. The 2x2 output blocks of a conv followed by a 2x2 max-pool are
+//! weight transform `G w G^T` is done once, on the host (here, in f64), and in training again on the
+//! GPU after every step (shaders/winograd_weights.wgsl); the kernels transform the patches, multiply
+//! and transform back. The 2x2 output blocks of a conv followed by a 2x2 max-pool are
 //! exactly the pool's windows, so the pool runs in the same epilogue.
 //!
 //! The input gradient of a 3x3 stride-1 conv is itself a 3x3 stride-1 correlation of the output
