@@ -511,6 +511,7 @@ fn pooled_backward_case(arch: &str, shape: [usize; 3], fused_winograd: usize, fu
                 tiling: Some(gig::gpu::Tiling {
                     winograd,
                     pooled_backward_channels,
+                    pooled_direct_backward: true,
                     ..gig::gpu::Tiling::CPU
                 }),
                 ..EngineOptions::default()

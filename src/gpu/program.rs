@@ -185,6 +185,10 @@ pub struct Tiling {
     /// that paid for a 16-channel conv and cost more than the pool's own pass for a 1-channel one
     /// (BENCHMARKS.md).
     pub pooled_backward_channels: usize,
+    /// Whether the direct (not Winograd) conv input gradient applies the max-pool too. It reads each
+    /// conv output's gradient and choice on its own: on lavapipe the 16 -> 32 conv then took 4.4-4.5 ms
+    /// against 3.7 + 0.5 ms with the pool's own pass, so CPU adapters keep the pass.
+    pub pooled_direct_backward: bool,
     /// Training: the conv weight-gradient kernel walks the output plane in strips of at most
     /// `weight_grad_strip` columns and as many as keep a strip's products per input row within
     /// `weight_grad_products` (but at least one column). On
@@ -213,6 +217,7 @@ impl Tiling {
         winograd_soft_channels: 16,
         winograd_strip: 7,
         pooled_backward_channels: 2,
+        pooled_direct_backward: false,
         weight_grad_strip: 4,
         weight_grad_products: 576,
         linear_grad: [8, 16, 16],
@@ -232,6 +237,7 @@ impl Tiling {
         winograd_soft_channels: 4,
         winograd_strip: 2,
         pooled_backward_channels: 1,
+        pooled_direct_backward: true,
         weight_grad_strip: 2,
         weight_grad_products: 144,
         linear_grad: [64, 4, 8],
@@ -825,6 +831,7 @@ impl Program {
             let winograd = winograd_backward(i);
             if !fuse
                 || (has_input_grad(i) && c.in_channels < t.pooled_backward_channels)
+                || (has_input_grad(i) && !winograd && !t.pooled_direct_backward)
                 || p.stride != p.kernel
                 || p.padding != [0, 0]
                 || (winograd && p.kernel != [2, 2])
