@@ -429,10 +429,7 @@ impl Engine {
             let indices = (0..finish + usize::from(with_finish)).filter(|&i| {
                 (ci == 0 && r.fresh) || dispatches.get(i).is_none_or(|d| !d.per_group())
             });
-            let indices: Vec<usize> = indices.collect();
-            let used = self
-                .compiled()
-                .encode(&mut encoder, indices.into_iter(), &uniform);
+            let used = self.compiled().encode(&mut encoder, indices, &uniform);
             stats.dispatches += used.len();
             stats.chunks += 1;
             stats.gradient_rows += chunk.gradient_rows;

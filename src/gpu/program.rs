@@ -12,7 +12,7 @@
 //! a max-pool: it runs once per image at the path's ends and the pool interpolates between them.
 
 use super::kernels::{Kernel, Spec};
-use crate::model::{Layer, Model, Shape};
+use crate::model::{Layer, Model, Pool2d, Shape};
 use crate::ops::winograd;
 
 /// A buffer bound by the program's dispatches, by role.
@@ -437,12 +437,9 @@ impl Program {
             fuse && layers[i] == Layer::Relu
                 && matches!(layers.get(i + 1), Some(Layer::MaxPool2d(_)))
         };
-        // A max-pool with disjoint windows right after a conv (and its ReLU) runs in the conv's epilogue,
-        // so the conv's output is never stored: the pool layer conv i absorbs, if any.
-        // Not in soft kernels: there the epilogue's share computations push the conv's tile out of
-        // registers (8x slower on lavapipe); a separate max-pool pass costs much less.
-        let pooled_by = |i: usize| -> Option<usize> {
-            if !fuse || soft || !matches!(layers[i], Layer::Conv2d(_)) {
+        // The max-pool right after conv i, or after the ReLU after it: its index and window.
+        let pool_after = |i: usize| -> Option<(usize, Pool2d)> {
+            if !matches!(layers.get(i), Some(Layer::Conv2d(_))) {
                 return None;
             }
             let k = if layers.get(i + 1) == Some(&Layer::Relu) {
@@ -451,9 +448,17 @@ impl Program {
                 i + 1
             };
             match layers.get(k) {
-                Some(Layer::MaxPool2d(p)) if p.stride == p.kernel && p.padding == [0, 0] => Some(k),
+                Some(Layer::MaxPool2d(p)) => Some((k, *p)),
                 _ => None,
             }
+        };
+        // A max-pool with disjoint windows right after a conv (and its ReLU) runs in the conv's epilogue,
+        // so the conv's output is never stored: the pool layer conv i absorbs, if any.
+        // Not in soft kernels: there the epilogue's share computations push the conv's tile out of
+        // registers (8x slower on lavapipe); a separate max-pool pass costs much less.
+        let pooled_by = |i: usize| -> Option<usize> {
+            let (k, p) = pool_after(i).filter(|_| fuse && !soft)?;
+            (p.stride == p.kernel && p.padding == [0, 0]).then_some(k)
         };
         // Conv i runs as Winograd's F(2x2, 3x3) (ops::winograd) where its blocks fit; training
         // transforms the weights again after every optimizer step (winograd_weights.wgsl).
@@ -496,16 +501,7 @@ impl Program {
         // from those (AFFINE); the path points are never made. Point programs keep the conv fused with
         // its pool: on lavapipe that reads less than a pool reading z(x) and z(b) for every element.
         // The pool layer that reads the ends, if any.
-        let folded = {
-            let k = if layers.get(1) == Some(&Layer::Relu) {
-                2
-            } else {
-                1
-            };
-            let first_conv = matches!(layers.first(), Some(Layer::Conv2d(_)));
-            let pool = matches!(layers.get(k), Some(Layer::MaxPool2d(_)));
-            (soft && fuse && first_conv && pool).then_some(k)
-        };
+        let folded = pool_after(0).filter(|_| soft && fuse).map(|(k, _)| k);
         let ends_len = if folded.is_some() { shapes[1].len() } else { 0 };
 
         let mut dispatches = Vec::new();
@@ -816,18 +812,11 @@ impl Program {
         // its weight gradient. The pool layer conv i does so for, if any; the conv's output gradient is
         // then never stored. Only where the pool's choices fit the 4 storage buffers per stage that
         // every device allows.
-        let pooled_backward = |i: usize| -> Option<usize> {
+        let pooled_backward = |i: usize| -> Option<(usize, Pool2d)> {
             let Layer::Conv2d(c) = layers[i] else {
                 return None;
             };
-            let k = if layers.get(i + 1) == Some(&Layer::Relu) {
-                i + 2
-            } else {
-                i + 1
-            };
-            let Some(Layer::MaxPool2d(p)) = layers.get(k) else {
-                return None;
-            };
+            let (k, p) = pool_after(i)?;
             let winograd = winograd_backward(i);
             if !fuse
                 || (has_input_grad(i) && c.in_channels < t.pooled_backward_channels)
@@ -846,16 +835,13 @@ impl Program {
             let storage = 3
                 + usize::from(masks_input(i))
                 + usize::from(4 * weights as u64 > max_uniform_bytes);
-            (!has_input_grad(i) || storage <= 4).then_some(k)
+            (!has_input_grad(i) || storage <= 4).then_some((k, p))
         };
         // The POOLED specialization and argmax binding of conv i's input-gradient kernel, if it
         // applies a max-pool.
         let pooled_spec = |spec: Spec, i: usize| -> (Spec, Option<(u32, Slot)>) {
-            let Some(k) = pooled_backward(i) else {
+            let Some((k, p)) = pooled_backward(i) else {
                 return (spec, None);
-            };
-            let Layer::MaxPool2d(p) = layers[k] else {
-                unreachable!()
             };
             let [_, ph, pw] = shapes[k + 1].chw();
             let spec = spec
@@ -867,7 +853,7 @@ impl Program {
             (spec, Some((5, Argmax(argmax_of[k].unwrap()))))
         };
         let backward_label = |kernel: Kernel, i: usize| match pooled_backward(i) {
-            Some(k) => format!("{} (layers {i}-{k})", kernel.name()),
+            Some((k, _)) => format!("{} (layers {i}-{k})", kernel.name()),
             None => format!("{} (layer {i})", kernel.name()),
         };
         let mut partial_len = 0;
@@ -883,12 +869,8 @@ impl Program {
             let spec = layer_spec(t.workgroup, layer, input, output).flag("SOFT", soft);
             let [ic, ih, iw] = input.chw();
             if training && params_lens[i] > 0 {
-                let pooled = pooled_backward(i).map(|k| {
-                    let Layer::MaxPool2d(p) = layers[k] else {
-                        unreachable!()
-                    };
-                    (p, shapes[k + 1], argmax_of[k].unwrap())
-                });
+                let pooled =
+                    pooled_backward(i).map(|(k, p)| (p, shapes[k + 1], argmax_of[k].unwrap()));
                 let (d, share) =
                     weight_grad_dispatches(t, layer, i, input, output, x, Gradient(out), pooled);
                 partial_len = partial_len.max(share);
@@ -922,59 +904,46 @@ impl Program {
                 }
                 _ if !input_grad => None,
                 // Done by the conv before it.
-                Layer::MaxPool2d(_) if (0..i).any(|j| pooled_backward(j) == Some(i)) => None,
-                Layer::Conv2d(c) if winograd_backward(i) => {
-                    let icb = part(c.in_channels, t.winograd_channels);
-                    let px = part(iw / 2, t.winograd_strip);
-                    let spec = spec.u32("ICB", icb).u32("PX", px).flag("WINOGRAD", true);
-                    let spec = params_decl(spec, winograd_len(c, true), max_uniform_bytes)
-                        .flag("MASK", mask);
-                    let (spec, pooled) = pooled_spec(spec, i);
-                    let mut bindings = vec![
-                        (0, Chunk),
-                        (1, Winograd(i, true)),
-                        (2, Gradient(out)),
-                        (3, Gradient(into)),
-                    ];
-                    if mask {
-                        bindings.push((4, gate(i)));
-                    }
-                    bindings.extend(pooled);
-                    let extent = Extent::Tiles {
-                        tiles: ic.div_ceil(icb) * (ih / 2) * (iw / 2).div_ceil(px),
-                        rows_per_workgroup: t.workgroup,
-                        of: Count::GradRows,
-                    };
-                    let label = backward_label(Kernel::Conv2dWinogradBackward, i);
-                    Some((
-                        into,
-                        dispatch(
-                            Kernel::Conv2dWinogradBackward,
-                            spec,
-                            bindings,
-                            extent,
-                            label,
-                        ),
-                    ))
+                Layer::MaxPool2d(_)
+                    if (0..i).any(|j| pooled_backward(j).is_some_and(|(k, _)| k == i)) =>
+                {
+                    None
                 }
                 Layer::Conv2d(c) => {
-                    let icb = part(c.in_channels, t.conv_channels);
-                    let sw = c.stride[1];
-                    let px = part(iw, t.conv_strip).next_multiple_of(sw);
-                    let (pw, kw) = (c.padding[1] as i64, c.kernel[1] as i64);
-                    let lo = (pw - (kw - 1)).div_euclid(sw as i64);
-                    let hi = (px as i64 - 1 + pw).div_euclid(sw as i64);
-                    let spec = spec
-                        .u32("ICB", icb)
-                        .u32("PX", px)
-                        .i32("GX_LO_I", lo)
-                        .u32("GSPAN", (hi - lo + 1) as usize);
-                    let spec = params_decl(spec, params(i), max_uniform_bytes).flag("MASK", mask);
-                    let (spec, pooled) = pooled_spec(spec, i);
-                    let tiles = ic.div_ceil(icb) * ih * iw.div_ceil(px);
+                    // Winograd's 2x2 blocks or direct strips; either applies the ReLU mask before
+                    // the conv and the max-pool after it.
+                    let (kernel, weights, spec, tiles) = if winograd_backward(i) {
+                        let icb = part(c.in_channels, t.winograd_channels);
+                        let px = part(iw / 2, t.winograd_strip);
+                        let spec = spec.u32("ICB", icb).u32("PX", px).flag("WINOGRAD", true);
+                        let spec = params_decl(spec, winograd_len(c, true), max_uniform_bytes);
+                        let tiles = ic.div_ceil(icb) * (ih / 2) * (iw / 2).div_ceil(px);
+                        (
+                            Kernel::Conv2dWinogradBackward,
+                            Winograd(i, true),
+                            spec,
+                            tiles,
+                        )
+                    } else {
+                        let icb = part(c.in_channels, t.conv_channels);
+                        let sw = c.stride[1];
+                        let px = part(iw, t.conv_strip).next_multiple_of(sw);
+                        let (pw, kw) = (c.padding[1] as i64, c.kernel[1] as i64);
+                        let lo = (pw - (kw - 1)).div_euclid(sw as i64);
+                        let hi = (px as i64 - 1 + pw).div_euclid(sw as i64);
+                        let spec = spec
+                            .u32("ICB", icb)
+                            .u32("PX", px)
+                            .i32("GX_LO_I", lo)
+                            .u32("GSPAN", (hi - lo + 1) as usize);
+                        let spec = params_decl(spec, params(i), max_uniform_bytes);
+                        let tiles = ic.div_ceil(icb) * ih * iw.div_ceil(px);
+                        (Kernel::Conv2dBackward, Params(i), spec, tiles)
+                    };
+                    let (spec, pooled) = pooled_spec(spec.flag("MASK", mask), i);
                     let mut bindings = vec![
                         (0, Chunk),
-                        (1, Params(i)),
+                        (1, weights),
                         (2, Gradient(out)),
                         (3, Gradient(into)),
                     ];
@@ -987,11 +956,8 @@ impl Program {
                         rows_per_workgroup: t.workgroup,
                         of: Count::GradRows,
                     };
-                    let label = backward_label(Kernel::Conv2dBackward, i);
-                    Some((
-                        into,
-                        dispatch(Kernel::Conv2dBackward, spec, bindings, extent, label),
-                    ))
+                    let label = backward_label(kernel, i);
+                    Some((into, dispatch(kernel, spec, bindings, extent, label)))
                 }
                 Layer::Linear(l) => {
                     let seed = seed_fused && Some(i) == last;
@@ -1275,7 +1241,7 @@ fn weight_grad_dispatches(
     output: Shape,
     x: Slot,
     g: Slot,
-    pooled: Option<(crate::model::Pool2d, Shape, usize)>,
+    pooled: Option<(Pool2d, Shape, usize)>,
 ) -> (Vec<Dispatch>, usize) {
     use Slot::*;
     match layer {
