@@ -67,9 +67,9 @@ pub struct AdaptiveConfig {
 }
 
 impl AdaptiveConfig {
-    /// Adaptive defaults for a budget: a 5-point probe that shapes the cells mildly, 3/4 of the cells
-    /// in the first round and the rest in refinement rounds (chosen by `gig study` on held-out digits;
-    /// see BENCHMARKS.md).
+    /// Adaptive defaults for a budget: a 5-point probe that shapes the cells mildly, half of the cells
+    /// in the first round and the rest in refinement rounds (chosen by `gig study` on 256 held-out
+    /// digits; see BENCHMARKS.md, "Adaptive defaults retuned").
     pub fn new(budget: f64) -> AdaptiveConfig {
         AdaptiveConfig {
             placement: Placement::Adaptive,
@@ -77,7 +77,7 @@ impl AdaptiveConfig {
             tolerance: None,
             probes: 5,
             probe_weight: 0.3,
-            first_round: 0.75,
+            first_round: 0.5,
             split_share: 0.25,
         }
     }
