@@ -1,14 +1,26 @@
 // Per row: the target logit F at the path point and, for gradient rows, |dF/dx|, dF/dalpha and the
 // gradient's fingerprint (see `Row`), written into the row table. One workgroup per row; the sums are
 // fixed-order tree reductions (deterministic).
-// Specialization: WORKGROUP_SIZE (a power of two), LEN (values per image), CLASSES.
+// With FOLDED (the first conv's input gradient is taken after the sum, see accumulate.wgsl) the
+// gradient is the max-pool's output gradient after that conv: dF/dalpha = dF/dz . (z(x) - z(b)) for the
+// conv's outputs z, read where each window's maximum was; |dF/dx| and the fingerprint are not
+// computed (0).
+// Specialization: WORKGROUP_SIZE (a power of two), LEN (values per row of the gradient), CLASSES;
+// FOLDED: ACC_LEN (the conv's outputs per image).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> grad: array<f32>;
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rows: array<Row>;
+//#if FOLDED
+// Per image, z(x) - z(b) for the first conv's outputs z.
+@group(0) @binding(5) var<storage, read> delta: array<f32>;
+@group(0) @binding(6) var<storage, read> argmax: array<u32>;
+const NONE: u32 = 0xffffffffu;
+//#else
 // The group's inputs, then its baselines.
 @group(0) @binding(5) var<storage, read> images: array<f32>;
+//#endif
 
 var<workgroup> partial: array<vec3<f32>, WORKGROUP_SIZE>;
 
@@ -25,8 +37,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     if (r < chunk.grad_rows) {
         for (var d = local; d < LEN; d += WORKGROUP_SIZE) {
             let g = grad[r * LEN + d];
+//#if FOLDED
+            let at = argmax[r * LEN + d];
+            let j = select(0u, at, at != NONE);
+            sum.y += select(0.0, g * delta[image * ACC_LEN + j], at != NONE);
+//#else
             let delta = images[image * LEN + d] - images[(chunk.images + image) * LEN + d];
             sum += g * vec3<f32>(g, delta, probe_weight(d));
+//#endif
         }
     }
     partial[local] = sum;

@@ -3,6 +3,8 @@
 mod common;
 use common::*;
 use gig::backend::Batch;
+use gig::gpu::Tiling;
+use gig::method::{self, Method, Settings};
 use gig::quadrature::Rule;
 use gig::{Backend, CpuBackend, Engine, EngineOptions, Model, integrated_gradients};
 
@@ -19,12 +21,29 @@ fn gpu_matches_cpu_for_every_rule() {
     )
     .unwrap();
     let b = batch(&model, 3, 10);
-    let mut gpu = engine(&model);
+    // By default the first conv's input gradient is folded (taken after the sum) and |dF/dx| is
+    // left out; with gradient norms it is not.
+    let (mut folded, mut gpu) = (engine(&model), with_norms(&model));
     let mut cpu = CpuBackend::new(&model);
     for rule in Rule::ALL {
         let q = rule.nodes(20).unwrap();
         let g = integrated_gradients(&mut gpu, &b, &q).unwrap();
         let c = integrated_gradients(&mut cpu, &b, &q).unwrap();
+        let f = integrated_gradients(&mut folded, &b, &q).unwrap();
+        let err = rel_l2(&f.values, &c.values);
+        assert!(err < 1e-5, "{rule}, folded: relative L2 {err}");
+        for (fi, gi) in f.images.iter().zip(&g.images) {
+            assert!(fi.path.grad_norm.iter().all(|n| n.is_nan()));
+            assert_eq!(fi.path.f, gi.path.f);
+            for (a, b) in fi.path.slope.iter().zip(&gi.path.slope) {
+                assert!(
+                    (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                    "{rule}: slope {a} vs {b}"
+                );
+            }
+            let d = (fi.attribution_sum - gi.attribution_sum).abs();
+            assert!(d < 1e-5 * (1.0 + gi.attribution_sum.abs()), "{rule}");
+        }
         let err = rel_l2(&g.values, &c.values);
         assert!(err < 1e-5, "{rule}: relative L2 {err}");
         for (gi, ci) in g.images.iter().zip(&c.images) {
@@ -151,7 +170,9 @@ fn chunked_equals_unchunked_bit_for_bit_and_reruns_are_identical() {
         for (a, s) in one.images.iter().zip(&split.images) {
             assert_eq!((a.f_input, a.f_baseline), (s.f_input, s.f_baseline));
             assert_eq!(a.path.f, s.path.f);
-            assert_eq!(a.path.grad_norm, s.path.grad_norm);
+            assert_eq!(a.path.slope, s.path.slope);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a.path.grad_norm), bits(&s.path.grad_norm));
         }
     }
 }
@@ -160,19 +181,26 @@ fn chunked_equals_unchunked_bit_for_bit_and_reruns_are_identical() {
 fn dispatches_per_chunk_do_not_grow_with_steps() {
     let model = small_cnn();
     let b = batch(&model, 2, 50);
-    let mut gpu = engine(&model);
-    let counts: Vec<(usize, usize, usize)> = [1, 10, 100, 400]
-        .into_iter()
-        .map(|steps| {
-            let s = integrated_gradients(&mut gpu, &b, &Rule::RiemannMiddle.nodes(steps).unwrap())
-                .unwrap()
-                .stats;
-            (s.dispatches, s.submissions, s.readbacks)
-        })
-        .collect();
-    // path, conv+relu+maxpool, linear; linear (seeded), maxpool, conv; accumulate, diagnostics; finish
-    assert!(counts.iter().all(|c| *c == (9, 1, 1)), "{counts:?}");
-    assert_eq!(gpu.dispatches_per_chunk(), 8);
+    // path, conv+relu+maxpool, linear; linear (seeded), maxpool, conv; diagnostics, accumulate;
+    // finish. Folded: path, conv of x - b (once per group), conv+relu+maxpool, linear; linear
+    // (seeded); diagnostics, accumulate; finish (with the conv's transpose).
+    for (mut gpu, per_attribution, per_chunk) in
+        [(with_norms(&model), 9, 8), (engine(&model), 8, 6)]
+    {
+        let counts: Vec<(usize, usize, usize)> = [1, 10, 100, 400]
+            .into_iter()
+            .map(|steps| {
+                let q = Rule::RiemannMiddle.nodes(steps).unwrap();
+                let s = integrated_gradients(&mut gpu, &b, &q).unwrap().stats;
+                (s.dispatches, s.submissions, s.readbacks)
+            })
+            .collect();
+        assert!(
+            counts.iter().all(|c| *c == (per_attribution, 1, 1)),
+            "{counts:?}"
+        );
+        assert_eq!(gpu.dispatches_per_chunk(), per_chunk);
+    }
 }
 
 #[test]
@@ -212,6 +240,8 @@ fn more_than_65535_workgroups_along_one_axis() {
 fn a_device_with_tiny_limits_gets_the_same_answer() {
     // A caller's own device (Gpu::from_device) with 64 KiB storage bindings and 16 workgroups per
     // dimension: the engine must split into many chunks and two-dimensional grids, and agree exactly.
+    // With 4 storage buffers per stage (downlevel) the first conv's input gradient cannot be folded;
+    // with 8 it is.
     let model = Model::random_from_arch(
         "conv(1,4,3,p1) relu maxpool2 flatten linear(64,3)",
         [1, 8, 8],
@@ -220,7 +250,8 @@ fn a_device_with_tiny_limits_gets_the_same_answer() {
     .unwrap();
     let b = batch(&model, 6, 70);
     let q = Rule::GaussLegendre.nodes(20).unwrap();
-    let reference = integrated_gradients(&mut engine(&model), &b, &q).unwrap();
+    let folded = integrated_gradients(&mut engine(&model), &b, &q).unwrap();
+    let unfolded = integrated_gradients(&mut with_norms(&model), &b, &q).unwrap();
     // Soft cells too: their program folds the first conv, whose ends are bound per group.
     let plans = vec![cells(9); 6];
     let soft_reference = engine(&model).evaluate(&b, &plans).unwrap();
@@ -229,28 +260,39 @@ fn a_device_with_tiny_limits_gets_the_same_answer() {
     let adapter =
         pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
             .unwrap();
-    let limits = wgpu::Limits {
-        max_storage_buffer_binding_size: 64 << 10,
-        max_compute_workgroups_per_dimension: 16,
-        ..wgpu::Limits::downlevel_defaults()
-    };
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-        required_limits: limits,
-        ..Default::default()
-    }))
-    .unwrap();
-    let small = gig::Gpu::from_device(device, queue);
-    let mut engine = Engine::new(&small, &model, EngineOptions::default()).unwrap();
-    let ig = integrated_gradients(&mut engine, &b, &q).unwrap();
-    assert!(
-        ig.stats.chunks > 1,
-        "expected several chunks, got {}",
-        ig.stats.chunks
-    );
-    assert_eq!(reference.values, ig.values);
-    let soft = engine.evaluate(&b, &plans).unwrap();
-    assert!(soft.stats.chunks > 1);
-    assert!(soft_reference.attributions == soft.attributions);
+    for storage_buffers in [4, 8] {
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: 64 << 10,
+            max_compute_workgroups_per_dimension: 16,
+            max_storage_buffers_per_shader_stage: storage_buffers,
+            ..wgpu::Limits::downlevel_defaults()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            required_limits: limits,
+            ..Default::default()
+        }))
+        .unwrap();
+        let small = gig::Gpu::from_device(device, queue);
+        let mut engine = Engine::new(&small, &model, EngineOptions::default()).unwrap();
+        let ig = integrated_gradients(&mut engine, &b, &q).unwrap();
+        assert!(
+            ig.stats.chunks > 1,
+            "expected several chunks, got {}",
+            ig.stats.chunks
+        );
+        let reference = if storage_buffers < 5 {
+            &unfolded
+        } else {
+            &folded
+        };
+        assert_eq!(
+            reference.values, ig.values,
+            "{storage_buffers} storage buffers"
+        );
+        let soft = engine.evaluate(&b, &plans).unwrap();
+        assert!(soft.stats.chunks > 1);
+        assert!(soft_reference.attributions == soft.attributions);
+    }
 }
 
 #[test]
@@ -369,7 +411,7 @@ fn gpu_tiling_gives_the_same_attributions() {
     let b = batch(&model, 2, 100);
     let q = Rule::RiemannMiddle.nodes(9).unwrap();
     let mut results = Vec::new();
-    for tiling in [gig::gpu::Tiling::CPU, gig::gpu::Tiling::GPU] {
+    for tiling in [Tiling::CPU, gig::gpu::Tiling::GPU] {
         let options = EngineOptions {
             tiling: Some(tiling),
             ..EngineOptions::default()
@@ -456,8 +498,10 @@ fn winograd_and_direct_convs_agree() {
         let options = EngineOptions {
             tiling: Some(gig::gpu::Tiling {
                 winograd,
-                ..gig::gpu::Tiling::CPU
+                ..Tiling::CPU
             }),
+            // The first conv's input gradient per point, not folded.
+            gradient_norms: true,
             ..EngineOptions::default()
         };
         let mut e = Engine::new(gpu(), &model, options).unwrap();
@@ -512,8 +556,10 @@ fn pooled_backward_case(arch: &str, shape: [usize; 3], fused_winograd: usize, fu
                     winograd,
                     pooled_backward_channels,
                     pooled_direct_backward: true,
-                    ..gig::gpu::Tiling::CPU
+                    ..Tiling::CPU
                 }),
+                // The first conv's input gradient per point, not folded.
+                gradient_norms: true,
                 ..EngineOptions::default()
             };
             let mut e = Engine::new(gpu(), &model, options).unwrap();
@@ -619,6 +665,90 @@ fn soft_programs_fold_the_first_conv() {
                 (a - b).abs() < 1e-5 * (1.0 + b.abs()),
                 "{arch}: F {i}: {a} vs {b}"
             );
+        }
+    }
+}
+
+#[test]
+fn folded_input_gradients_match_the_cpu_twin() {
+    // The first conv's input gradient taken once per image, after the sum over the path (the
+    // default without gradient norms): a ReLU between conv and pool or none, strides, several input
+    // channels, 3x3 windows, windows that leave rows out; IDG's rounds (an accumulator per point,
+    // each weighted by its slope), small chunks and groups, GPU tiles.
+    let methods = [
+        Method::Uniform(Rule::GaussLegendre),
+        Method::Uniform(Rule::RiemannTrapezoid),
+        Method::Idg,
+    ];
+    for (arch, shape) in [
+        (
+            "conv(1,4,3,p1) relu maxpool2 conv(4,6,3,p1) relu maxpool2 flatten linear(54,16) relu linear(16,5)",
+            [1, 12, 12],
+        ),
+        (
+            "conv(2,3,3,s2,p1) maxpool2 flatten linear(12,3)",
+            [2, 10, 10],
+        ),
+        (
+            "conv(3,5,2x3,s1x2,p0x1) relu maxpool3 flatten relu linear(30,4)",
+            [3, 10, 12],
+        ),
+    ] {
+        let model = Model::random_from_arch(arch, shape, 41).unwrap();
+        let b = batch(&model, 5, 150);
+        let settings = Settings {
+            steps: 24,
+            ..Settings::default()
+        };
+        let options = |gradient_norms, tiling, rows, images| EngineOptions {
+            gradient_norms,
+            tiling: Some(tiling),
+            max_rows_per_chunk: rows,
+            max_images_per_group: images,
+            ..EngineOptions::default()
+        };
+        for method in methods {
+            let cpu = method::explain(&mut CpuBackend::new(&model), &b, method, &settings).unwrap();
+            let run = |o: EngineOptions| {
+                let mut e = Engine::new(gpu(), &model, o).unwrap();
+                let labels = e.dispatch_labels();
+                let x = method::explain(&mut e, &b, method, &settings).unwrap();
+                (x, labels)
+            };
+            let (norms, labels) = run(options(true, Tiling::CPU, None, None));
+            assert!(!labels.iter().any(|l| l.contains("x - b")), "{labels:?}");
+            for (o, what) in [
+                (options(false, Tiling::CPU, None, None), "folded"),
+                (options(false, Tiling::GPU, None, None), "folded, GPU tiles"),
+                (
+                    options(false, Tiling::CPU, Some(7), Some(2)),
+                    "folded, small chunks",
+                ),
+            ] {
+                let (folded, labels) = run(o);
+                assert!(
+                    labels.iter().any(|l| l.contains("x - b")),
+                    "{arch}: {labels:?}"
+                );
+                assert!(
+                    !labels.iter().any(|l| l.contains("layer 0)")),
+                    "{arch}: {labels:?}"
+                );
+                let err = rel_l2(&folded.values, &cpu.values);
+                assert!(err < 1e-5, "{arch}, {method:?}, {what}: vs CPU {err}");
+                let err = rel_l2(&folded.values, &norms.values);
+                assert!(err < 1e-5, "{arch}, {method:?}, {what}: vs unfolded {err}");
+                for (f, c) in folded.images.iter().zip(&cpu.images) {
+                    assert!(f.path.grad_norm.iter().all(|n| n.is_nan()));
+                    assert_eq!(f.path.slope.len(), c.path.slope.len());
+                    for (a, b) in f.path.slope.iter().zip(&c.path.slope) {
+                        assert!(
+                            (a - b).abs() < 1e-5 * (1.0 + b.abs()),
+                            "{arch}, {method:?}, {what}: slope {a} vs {b}"
+                        );
+                    }
+                }
+            }
         }
     }
 }

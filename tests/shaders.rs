@@ -24,6 +24,12 @@ const MODELS: &[(&str, [usize; 3])] = &[
         "relu conv(2,6,3,p1) relu maxpool2 relu conv(6,8,3,p1) relu maxpool3 flatten linear(32,5)",
         [2, 16, 16],
     ),
+    // A strided first conv and a max-pool with disjoint windows that leave a row and column out: its
+    // input gradient is folded (FOLDED).
+    (
+        "conv(2,3,3,s2,p1) maxpool2 flatten linear(12,3)",
+        [2, 10, 10],
+    ),
 ];
 
 fn validate(kernel: Kernel, source: &str) {
@@ -53,12 +59,22 @@ fn every_kernel_variant_validates_with_naga() {
                 // A small uniform limit exercises the storage form of the weights as well.
                 for max_uniform in [65536, 1024] {
                     for purpose in [
-                        Purpose::Attribution { soft: false },
-                        Purpose::Attribution { soft: true },
+                        Purpose::Attribution {
+                            soft: false,
+                            gradient_norms: false,
+                        },
+                        Purpose::Attribution {
+                            soft: false,
+                            gradient_norms: true,
+                        },
+                        Purpose::Attribution {
+                            soft: true,
+                            gradient_norms: false,
+                        },
                         Purpose::Training { adam: false },
                         Purpose::Training { adam: true },
                     ] {
-                        let p = Program::new(&model, &tiling, purpose, fuse, max_uniform);
+                        let p = Program::new(&model, &tiling, purpose, fuse, max_uniform, 8);
                         for d in p.all() {
                             validate(d.kernel, &d.kernel.source(&d.spec).unwrap());
                             seen.insert(d.kernel);
@@ -95,12 +111,15 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 5] = [
+const FLAGS: [(Kernel, &str, &[bool]); 8] = [
     (Kernel::Conv2dBackward, "POOLED", &[false, true]),
     (Kernel::Conv2dWinogradBackward, "POOLED", &[false, true]),
     (Kernel::Conv2dWeightGrad, "POOLED", &[false]),
     (Kernel::Conv2dForward, "ENDS", &[false]),
     (Kernel::MaxPoolForward, "AFFINE", &[false]),
+    (Kernel::Diagnostics, "FOLDED", &[false]),
+    (Kernel::Accumulate, "FOLDED", &[false]),
+    (Kernel::Finish, "FOLDED", &[false]),
 ];
 
 #[test]

@@ -47,7 +47,7 @@ RULES = ["riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid",
 
 
 def models():
-    """(name, nn.Sequential, input shape): CNNs unlike the shipped one."""
+    """(name, nn.Sequential, input shape): CNNs unlike the shipped one, and one like it in RGB."""
     torch.manual_seed(0)
     rgb = nn.Sequential(
         nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(3, stride=2, padding=1),
@@ -62,8 +62,14 @@ def models():
         nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1, bias=False), nn.ReLU(),
         nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 14 * 14, 10),
     )
+    # Conv, ReLU and a max-pool with disjoint windows first (one row left out): gig takes that conv's
+    # input gradient once per image, after the sum over the steps.
+    pooled = nn.Sequential(
+        nn.Conv2d(3, 6, 5, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 3 * 3, 10),
+    )
     return [("rgb_strided_33x30", rgb, (3, 33, 30)), ("lenet_28", lenet, (1, 28, 28)),
-            ("wide_28", wide, (1, 28, 28))]
+            ("wide_28", wide, (1, 28, 28)), ("rgb_pooled_29x27", pooled, (3, 29, 27))]
 
 
 def gig_attribute(gig, model_path, x_path, b_path, targets, rule, steps, out, extra=()):
@@ -98,7 +104,8 @@ def parity(args):
                 np.save(b_path, b.numpy())
                 for rule in RULES:
                     ours, _ = gig_attribute(args.gig, path, x_path, b_path, targets, rule, args.steps,
-                                            os.path.join(tmp, "a.npy"), ["--conv", args.conv])
+                                            os.path.join(tmp, "a.npy"),
+                                            ["--conv", args.conv] + (["--gradient-norms"] if args.gradient_norms else []))
                     if rule == "riemann_trapezoid":
                         ours = ours * (args.steps - 1) / args.steps
                     t = torch.tensor(targets)
@@ -304,6 +311,8 @@ def main():
     par.add_argument("--gig", default="target/release/gig")
     par.add_argument("--steps", type=int, default=32)
     par.add_argument("--conv", default="auto", help="gig's --conv: auto, direct or winograd")
+    par.add_argument("--gradient-norms", action="store_true",
+                     help="gig's --gradient-norms: no folded first-conv input gradient")
     sp = sub.add_parser("speed", help="gradient evaluations/s of gig and Captum, side by side")
     sp.add_argument("--gig", default="target/release/gig")
     sp.add_argument("--model", default="assets/mnist_cnn.safetensors")

@@ -82,7 +82,9 @@ pub struct Args {
     device: DeviceArgs,
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
+    // The path plot shows |dF/dx| along the path.
+    args.device.gradient_norms |= args.path_plot.is_some();
     let method = Method::parse(&args.method)?;
     let mut compare: Vec<Method> = Vec::new();
     for name in &args.compare {

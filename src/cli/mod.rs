@@ -29,6 +29,10 @@ pub struct DeviceArgs {
     /// ReLUs and max-pools may fall differently than in PyTorch), or direct
     #[arg(long, default_value = "auto", value_parser = ["auto", "direct", "winograd"])]
     pub conv: String,
+    /// Compute |dF/dx| at every gradient point (path diagnostics; --path-plot turns it on). Without
+    /// it the GPU takes a first conv's input gradient once per image instead of once per point
+    #[arg(long)]
+    pub gradient_norms: bool,
 }
 
 impl DeviceArgs {
@@ -56,7 +60,7 @@ impl DeviceArgs {
         )?))
     }
 
-    /// `--max-memory` and `--conv` for an engine on `gpu`.
+    /// `--max-memory`, `--conv` and `--gradient-norms` for an engine on `gpu`.
     pub fn engine_options(&self, gpu: &Gpu) -> EngineOptions {
         let winograd = match self.conv.as_str() {
             "direct" => Some(Winograd::Never),
@@ -70,6 +74,7 @@ impl DeviceArgs {
         EngineOptions {
             max_memory: self.max_memory,
             tiling,
+            gradient_norms: self.gradient_norms,
             ..EngineOptions::default()
         }
     }

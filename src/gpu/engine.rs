@@ -36,6 +36,11 @@ pub struct EngineOptions {
     /// Fuse ReLUs, pooling and the seed into neighbouring kernels (see `program.rs`); off runs every
     /// layer alone.
     pub fuse: bool,
+    /// Compute |dF/dx| (and the gradient's fingerprint) at every gradient point. Off, a model that
+    /// starts with a conv and a max-pool with disjoint windows has that conv's input gradient taken
+    /// once per image instead of once per point (program.rs; BENCHMARKS.md has what it saves), and
+    /// the norms of its points are NaN. Other models, and soft cells, have them either way.
+    pub gradient_norms: bool,
 }
 
 /// 512 MiB: room for about 2,400 rows of the MNIST CNN per chunk.
@@ -49,6 +54,7 @@ impl Default for EngineOptions {
             max_images_per_group: None,
             tiling: None,
             fuse: true,
+            gradient_norms: false,
         }
     }
 }
@@ -127,7 +133,10 @@ impl Engine {
         let k = usize::from(soft);
         if self.programs[k].is_none() {
             let max_uniform = self.gpu.limits().max_uniform_buffer_binding_size;
-            let purpose = Purpose::Attribution { soft };
+            let purpose = Purpose::Attribution {
+                soft,
+                gradient_norms: self.options.gradient_norms,
+            };
             let tiling = Tiling {
                 workgroup: if soft {
                     self.tiling.soft_workgroup
@@ -142,6 +151,7 @@ impl Engine {
                 purpose,
                 self.options.fuse,
                 max_uniform,
+                self.gpu.limits().max_storage_buffers_per_shader_stage,
             );
             self.programs[k] = Some(Compiled::new(&self.gpu, &self.model, program)?);
         }
@@ -218,10 +228,10 @@ impl Engine {
         let max_workgroups = max_groups * max_groups;
         let dim = p.dim as u64;
         let (slots, points) = (slots.max(1) as u64, points.max(1) as u64);
-        if 4 * dim * slots > binding {
+        let accumulators = 4 * p.total_len as u64 * slots;
+        if accumulators > binding {
             return Err(Error::Gpu(format!(
-                "{slots} accumulators of an image take {} bytes but the device binds at most {binding} bytes",
-                4 * dim * slots
+                "{slots} accumulators of an image take {accumulators} bytes but the device binds at most {binding} bytes"
             )));
         }
         let one_row = Sizes {
@@ -250,9 +260,9 @@ impl Engine {
         // a folded first layer's outputs at the path's ends.
         let row_table = size_of::<RowEntry>() as u64 * points;
         let ends = 8 * p.ends_len as u64;
-        let image_bytes = 4 * dim * (2 + slots + 2) + 2 * row_table + ends;
+        let image_bytes = 4 * dim * 4 + accumulators + 2 * row_table + ends;
         let images = [
-            binding / (4 * dim * slots),
+            binding / accumulators,
             binding / row_table,
             binding / ends.max(1),
             max_workgroups * 64 / dim,
@@ -482,7 +492,13 @@ impl Engine {
             let table: &[RowEntry] = bytemuck::cast_slice(table);
             for c in &group.chunks {
                 for (row, e) in c.rows.iter().zip(&table[c.first_row..]) {
-                    eval.record(row.image, row.point, e.f, e.grad_norm, e.slope, e.probe);
+                    // A folded input gradient leaves them out (program.rs).
+                    let (norm, probe) = if self.program().folds_input_gradient {
+                        (f32::NAN, f32::NAN)
+                    } else {
+                        (e.grad_norm, e.probe)
+                    };
+                    eval.record(row.image, row.point, e.f, norm, e.slope, probe);
                 }
             }
             if with_finish {

@@ -60,7 +60,7 @@ pub enum Slot {
     /// Soft attribution: the open share of stored ReLU mask k.
     Mask(usize),
     /// A folded first layer's outputs at the path's ends: every image's input, then its baseline
-    /// (`Program::ends_len` values each).
+    /// (`Program::ends_len` values each); for a folded input gradient, z(x) - z(b) of every image.
     Ends,
 }
 
@@ -274,8 +274,11 @@ pub enum Winograd {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Purpose {
     /// Integrated Gradients: path points, forward, backward to the input, accumulation, diagnostics.
-    /// With `soft`, each row stands for a cell of path points (see `ops::soft`).
-    Attribution { soft: bool },
+    /// With `soft`, each row stands for a cell of path points (see `ops::soft`). Without
+    /// `gradient_norms` the diagnostics leave out |dF/dx| (and the fingerprint) of each point, which
+    /// lets point programs take a first conv's input gradient once per image instead of once per
+    /// point (see `Program::folds_input_gradient`).
+    Attribution { soft: bool, gradient_norms: bool },
     /// One training step: forward, softmax cross-entropy, backward to every layer's weights, and the
     /// optimizer (with `moments` state buffers per layer: 1 for SGD with momentum, 2 for Adam).
     Training { adam: bool },
@@ -318,6 +321,13 @@ pub struct Program {
     pub partial_len: usize,
     /// Values per image of `Slot::Ends` (0 when the first layer is not folded).
     pub ends_len: usize,
+    /// Values of each accumulator (`Slot::Total`): the input's, or with `folds_input_gradient` the
+    /// first conv's output's.
+    pub total_len: usize,
+    /// The first conv's input gradient is taken once per image, after the sum over the path's points:
+    /// the accumulators sum the gradient of the conv's output and the finish dispatch applies the
+    /// conv's transpose. The diagnostics then have no |dF/dx| per point.
+    pub folds_input_gradient: bool,
     /// Values of each layer's weights then bias, as the kernels read them (padded to whole vec4s).
     pub params_lens: Vec<usize>,
     /// Values per image.
@@ -330,6 +340,10 @@ pub struct Program {
     pub forward_of: Vec<Option<usize>>,
     pub backward_of: Vec<Option<usize>>,
 }
+
+/// Storage buffers the diagnostics and accumulate kernels bind when the first conv's input gradient
+/// is folded (gradient, logits or spans, row table, the ends or accumulators, the pool's choices).
+pub const FOLDED_STORAGE_BUFFERS: u32 = 5;
 
 /// `activation_of` of the values inside a fused conv block, which no buffer holds.
 pub const NOT_STORED: usize = usize::MAX;
@@ -410,6 +424,7 @@ impl Program {
         purpose: Purpose,
         fuse: bool,
         max_uniform_bytes: u64,
+        max_storage_buffers: u32,
     ) -> Program {
         use Slot::*;
         let shapes = model.shapes();
@@ -419,7 +434,13 @@ impl Program {
         let classes = model.classes();
         let t = tiling;
         let training = matches!(purpose, Purpose::Training { .. });
-        let soft = purpose == Purpose::Attribution { soft: true };
+        let (soft, gradient_norms) = match purpose {
+            Purpose::Attribution {
+                soft,
+                gradient_norms,
+            } => (soft, gradient_norms),
+            Purpose::Training { .. } => (false, false),
+        };
         let elementwise = |len: usize| {
             Spec::default()
                 .u32("WORKGROUP_SIZE", t.workgroup)
@@ -502,7 +523,21 @@ impl Program {
         // its pool: on lavapipe that reads less than a pool reading z(x) and z(b) for every element.
         // The pool layer that reads the ends, if any.
         let folded = pool_after(0).filter(|_| soft && fuse).map(|(k, _)| k);
-        let ends_len = if folded.is_some() { shapes[1].len() } else { 0 };
+        // Point programs without gradient norms take the first conv's input gradient after the sum
+        // over the path: the conv is linear in its input, so sum_k w_k K^T g_k = K^T sum_k w_k g_k
+        // for its output gradients g_k. The accumulators sum w_k g_k, read through the max-pool's
+        // choices (its windows must be disjoint: each conv output then has one window), and the
+        // finish dispatch applies K^T once per image. dF/dalpha = g_k . K (x - b) = g_k . (z(x) -
+        // z(b)) needs the conv's outputs at the path's ends (bias cancels). The pool after the conv,
+        // if the first conv's input gradient is folded so.
+        let folds_input = pooled_by(0).filter(|_| {
+            !training && !gradient_norms && max_storage_buffers >= FOLDED_STORAGE_BUFFERS
+        });
+        let ends_len = if folded.is_some() || folds_input.is_some() {
+            shapes[1].len()
+        } else {
+            0
+        };
 
         let mut dispatches = Vec::new();
         if !training && folded.is_none() {
@@ -515,6 +550,31 @@ impl Program {
                     of: Count::Rows,
                 },
                 "path".into(),
+            ));
+        }
+        if let (Some(_), Layer::Conv2d(c)) = (folds_input, layers[0]) {
+            // z(x) - z(b) for the first conv's outputs z, for dF/dalpha (the per-point conv stays
+            // fused with its pool).
+            let [_, oh, ow] = shapes[1].chw();
+            let px = part(ow, t.conv_strip);
+            let ocb = part(c.out_channels, (t.conv_channels * t.conv_strip / px).max(1));
+            // Few rows: on a CPU adapter a workgroup costs its full width however few rows it holds.
+            let lanes = t.workgroup.min(8);
+            let spec = layer_spec(lanes, &layers[0], shapes[0], shapes[1])
+                .flag("ENDS", true)
+                .flag("DELTA", true)
+                .u32("OCB", ocb)
+                .u32("PX", px);
+            dispatches.push(dispatch(
+                Kernel::Conv2dForward,
+                params_decl(spec, params(0), max_uniform_bytes),
+                vec![(0, Chunk), (1, Params(0)), (2, Images), (3, Ends)],
+                Extent::Tiles {
+                    tiles: c.out_channels.div_ceil(ocb) * oh * ow.div_ceil(px),
+                    rows_per_workgroup: lanes,
+                    of: Count::Ends,
+                },
+                "conv2d_forward (layer 0, x - b)".into(),
             ));
         }
         let mut activation_lens = vec![dim];
@@ -861,6 +921,11 @@ impl Program {
             if training && i < first_weights {
                 break;
             }
+            if folds_input.is_some_and(|k| i <= k) {
+                // Taken after the sum (accumulate and finish).
+                gradient_of[i] = gradient_of[i + 1];
+                continue;
+            }
             let (input, output) = (shapes[i], shapes[i + 1]);
             let out = gradient_of[i + 1];
             let into = 1 - out;
@@ -1050,46 +1115,90 @@ impl Program {
         match purpose {
             Purpose::Attribution { .. } => {
                 // Diagnostics first: IDG's accumulation weighs each row by the dF/dalpha they compute.
-                let input_gradient = Gradient(gradient_of[0]);
+                // With a folded input gradient they read the first max-pool's output gradient and
+                // choices instead of the input gradient.
+                let (len, folded_pool) = match folds_input {
+                    Some(k) => (shapes[k + 1].len(), Some(Argmax(argmax_of[k].unwrap()))),
+                    None => (dim, None),
+                };
+                let gradient = Gradient(gradient_of[folds_input.map_or(0, |k| k + 1)]);
+                let total_len = if folds_input.is_some() {
+                    shapes[1].len()
+                } else {
+                    dim
+                };
+                let folded_spec = |spec: Spec| match folds_input {
+                    Some(k) => {
+                        let Layer::MaxPool2d(p) = layers[k] else {
+                            unreachable!()
+                        };
+                        let ([_, ch, cw], [_, ph, pw]) = (shapes[1].chw(), shapes[k + 1].chw());
+                        spec.flag("FOLDED", true)
+                            .u32("PX", part(pw, t.pool_strip))
+                            .u32("ACC_LEN", total_len)
+                            .u32("CONV_H", ch)
+                            .u32("CONV_W", cw)
+                            .u32("KPH", p.kernel[0])
+                            .u32("KPW", p.kernel[1])
+                            .u32("POOL_H", ph)
+                            .u32("POOL_W", pw)
+                    }
+                    None => spec,
+                };
+                let mut bindings = vec![(0, Chunk), (2, gradient), (3, logits), (4, Rows)];
+                bindings.push((5, if folded_pool.is_some() { Ends } else { Images }));
+                bindings.extend(folded_pool.map(|a| (6, a)));
                 dispatches.push(dispatch(
                     Kernel::Diagnostics,
-                    elementwise(dim).u32("CLASSES", classes),
-                    vec![
-                        (0, Chunk),
-                        (2, input_gradient),
-                        (3, logits),
-                        (4, Rows),
-                        (5, Images),
-                    ],
+                    folded_spec(elementwise(len).u32("CLASSES", classes)),
+                    bindings,
                     Extent::Workgroups { of: Count::Rows },
                     "diagnostics".into(),
                 ));
+                let mut bindings =
+                    vec![(0, Chunk), (2, gradient), (3, Rows), (4, Spans), (5, Total)];
+                bindings.extend(folded_pool.map(|a| (6, a)));
+                // With a folded input gradient an invocation sums a strip of a pooled row.
+                let per = match folds_input {
+                    Some(k) => {
+                        let [_, _, pw] = shapes[k + 1].chw();
+                        len / pw * pw.div_ceil(part(pw, t.pool_strip))
+                    }
+                    None => len,
+                };
                 dispatches.push(dispatch(
                     Kernel::Accumulate,
-                    elementwise(dim),
-                    vec![
-                        (0, Chunk),
-                        (2, input_gradient),
-                        (3, Rows),
-                        (4, Spans),
-                        (5, Total),
-                    ],
+                    folded_spec(elementwise(len)),
+                    bindings,
                     Extent::Invocations {
-                        per: dim,
+                        per,
                         of: Count::Spans,
                     },
                     "accumulate".into(),
                 ));
+                let mut bindings = vec![
+                    (0, Chunk),
+                    (2, Images),
+                    (3, Total),
+                    (4, AccumulatorWeights),
+                    (5, Attributions),
+                ];
+                let spec = match folds_input {
+                    Some(_) => {
+                        // The first conv's transpose, once per image.
+                        bindings.push((1, Params(0)));
+                        let spec = layer_spec(t.workgroup, &layers[0], shapes[0], shapes[1])
+                            .u32("LEN", dim)
+                            .u32("ACC_LEN", total_len)
+                            .flag("FOLDED", true);
+                        params_decl(spec, params(0), max_uniform_bytes)
+                    }
+                    None => elementwise(dim),
+                };
                 finish = Some(dispatch(
                     Kernel::Finish,
-                    elementwise(dim),
-                    vec![
-                        (0, Chunk),
-                        (2, Images),
-                        (3, Total),
-                        (4, AccumulatorWeights),
-                        (5, Attributions),
-                    ],
+                    spec,
+                    bindings,
                     Extent::Invocations {
                         per: dim,
                         of: Count::Images,
@@ -1168,6 +1277,12 @@ impl Program {
             gradient_len: shapes.iter().map(|s| s.len()).max().unwrap(),
             partial_len,
             ends_len,
+            total_len: if folds_input.is_some() {
+                shapes[1].len()
+            } else {
+                dim
+            },
+            folds_input_gradient: folds_input.is_some(),
             params_lens,
             dim,
             activation_of,
@@ -1191,7 +1306,7 @@ impl Program {
             Slot::Chunk | Slot::Step | Slot::Params(_) | Slot::Winograd(..) => 0,
             Slot::Images => f(2 * sizes.images * self.dim),
             Slot::Ends => f(2 * sizes.images * self.ends_len),
-            Slot::Total => f(sizes.images * sizes.slots * self.dim),
+            Slot::Total => f(sizes.images * sizes.slots * self.total_len),
             Slot::AccumulatorWeights => f(sizes.images * sizes.slots),
             Slot::Attributions => f(sizes.images * self.dim),
             Slot::Diagnostics => f(12 * sizes.group_rows),
@@ -1378,6 +1493,14 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
         }
         Kernel::ReluForward | Kernel::ReluBackward => (c("LEN"), 8.0 * c("LEN")),
         Kernel::Path => (3.0 * dim, 12.0 * dim),
+        // A folded first conv: diagnostics and accumulate read a max-pool's output gradient and
+        // choices; finish applies the conv's transpose once per image.
+        Kernel::Diagnostics if d.spec.has_flag("FOLDED") => (2.0 * c("LEN"), 8.0 * c("LEN")),
+        Kernel::Accumulate if d.spec.has_flag("FOLDED") => (c("LEN"), 8.0 * c("LEN")),
+        Kernel::Finish if d.spec.has_flag("FOLDED") => (
+            2.0 * out_len * c("IN_C") * window,
+            4.0 * (3.0 * dim + c("ACC_LEN")),
+        ),
         Kernel::Diagnostics | Kernel::Finish => (2.0 * dim, 8.0 * dim),
         Kernel::Accumulate => (0.0, 4.0 * dim),
         Kernel::Seed => (0.0, 4.0 * c("CLASSES")),

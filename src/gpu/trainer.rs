@@ -50,7 +50,8 @@ impl Trainer {
             adam: matches!(optimizer, Optimizer::Adam { .. }),
         };
         let max_uniform = gpu.limits().max_uniform_buffer_binding_size;
-        let program = Program::new(model, &tiling, purpose, true, max_uniform);
+        let max_storage = gpu.limits().max_storage_buffers_per_shader_stage;
+        let program = Program::new(model, &tiling, purpose, true, max_uniform, max_storage);
         let mut compiled = Compiled::new(gpu, model, program)?;
         compiled.ensure(Sizes {
             rows: batch,

@@ -49,6 +49,15 @@ pub fn to_f64(v: &[f32]) -> Vec<f64> {
 }
 
 /// An engine that runs every layer in kernels of its own (for testing layers alone).
+/// An engine that computes |dF/dx| at every point (no folded input gradient).
+pub fn with_norms(model: &Model) -> Engine {
+    let options = EngineOptions {
+        gradient_norms: true,
+        ..EngineOptions::default()
+    };
+    Engine::new(gpu(), model, options).unwrap()
+}
+
 pub fn unfused(model: &Model) -> Engine {
     let options = EngineOptions {
         fuse: false,
