@@ -60,8 +60,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let iy = (tile / STRIPS) % IN_H;
     let ix0 = (tile % STRIPS) * PX;
     let r = first + lane;
-    // Lanes past the last row compute on the first row's values, and store nothing.
-    let row = select(first, r, r < chunk.grad_rows);
+    // Lanes past the last row leave at once: on a CPU adapter a group of SIMD lanes that all left
+    // skips the tile's loops (BENCHMARKS.md).
+    if (r >= chunk.grad_rows) {
+        return;
+    }
+    let row = r;
     let gbase = row * OUT_LEN;
     let gx0 = i32(ix0 / SW) + GX_LO_I;
 

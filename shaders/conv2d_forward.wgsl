@@ -74,8 +74,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let oy0 = gy * TILE_H;
     let ox0 = gx0 * (TILE_W / PX);
     let r = first + lane;
-    // Lanes past the last row compute on the first row and store nothing.
-    let row = select(first, r, r < row_count());
+    // Lanes past the last row leave at once: on a CPU adapter a group of SIMD lanes that all left
+    // skips the tile's loops (BENCHMARKS.md).
+    if (r >= row_count()) {
+        return;
+    }
+    let row = r;
     let x = row * IN_LEN;
 //#if DELTA
     let xb = (chunk.images + row) * IN_LEN;

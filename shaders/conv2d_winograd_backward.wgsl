@@ -63,8 +63,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let by = (tile / STRIPS) % BLOCKS_H;
     let bx0 = (tile % STRIPS) * PX;
     let r = first + lane;
-    // Lanes past the last row compute on the first row's values, and store nothing.
-    let row = select(first, r, r < chunk.grad_rows);
+    // Lanes past the last row leave at once: on a CPU adapter a group of SIMD lanes that all left
+    // skips the tile's loops (BENCHMARKS.md).
+    if (r >= chunk.grad_rows) {
+        return;
+    }
+    let row = r;
     let gbase = row * OUT_LEN;
 
     var m: array<array<array<f32, 16>, PX>, ICB>;

@@ -50,8 +50,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let gy = (tile / STRIPS) % GRID_H;
     let gx0 = (tile % STRIPS) * PX;
     let r = first + lane;
-    // Lanes past the last row compute on the first row and store nothing.
-    let row = select(first, r, r < chunk.rows);
+    // Lanes past the last row leave at once: on a CPU adapter a group of SIMD lanes that all left
+    // skips the tile's loops (BENCHMARKS.md).
+    if (r >= chunk.rows) {
+        return;
+    }
+    let row = r;
     let x = row * IN_LEN;
 //#if SOFT
     let xt = (chunk.rows + row) * IN_LEN;
