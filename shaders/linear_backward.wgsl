@@ -10,7 +10,13 @@
 //#if SEED
 @group(0) @binding(5) var<storage, read> rows: array<Row>;
 //#else
+//#if VEC4
+// OUT_LEN, IN_LEN and IB are multiples of 4 and IB divides IN_LEN: output gradients and weights are read
+// 4 at a time (see linear_forward.wgsl).
+@group(0) @binding(2) var<storage, read> grad_out: array<vec4<f32>>;
+//#else
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
+//#endif
 //#endif
 //#if MASK
 // The ReLU before this layer: its output (hard) or its stored open shares (SOFT).
@@ -46,6 +52,25 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     }
     for (var o0 = 0u; o0 < OUT_LEN; o0 += BLOCK) {
         var part: array<array<f32, RB>, IB>;
+//#if VEC4
+        for (var o = o0; o < min(o0 + BLOCK, OUT_LEN); o += 4u) {
+            var gs: array<vec4<f32>, RB>;
+            for (var k = 0u; k < RB; k++) {
+                gs[k] = grad_out[(gbase[k] + o) / 4u];
+            }
+            // In the order of the scalar loop: the same sums.
+            for (var q = 0u; q < 4u; q++) {
+                for (var c4 = 0u; c4 < IB / 4u; c4++) {
+                    let w = param4(((o + q) * IN_LEN + i0) / 4u + c4);
+                    for (var e = 0u; e < 4u; e++) {
+                        for (var k = 0u; k < RB; k++) {
+                            part[c4 * 4u + e][k] += w[e] * gs[k][q];
+                        }
+                    }
+                }
+            }
+        }
+//#else
         for (var o = o0; o < min(o0 + BLOCK, OUT_LEN); o++) {
             var gs: array<f32, RB>;
             for (var k = 0u; k < RB; k++) {
@@ -58,6 +83,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                 }
             }
         }
+//#endif
         for (var c = 0u; c < IB; c++) {
             for (var k = 0u; k < RB; k++) {
                 acc[c][k] += part[c][k];

@@ -6,7 +6,13 @@
 // then the bias [OUT_LEN].
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
+//#if VEC4
+// IN_LEN is a multiple of 4: inputs and weights are read 4 at a time (on lavapipe every storage read is
+// a gather, and a vec4 gather costs little more than a scalar one).
+@group(0) @binding(2) var<storage, read> input: array<vec4<f32>>;
+//#else
 @group(0) @binding(2) var<storage, read> input: array<f32>;
+//#endif
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 //#if MASK_OUT
 @group(0) @binding(4) var<storage, read_write> shares: array<f32>;
@@ -40,6 +46,32 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#if SOFT
         var tpart: array<array<f32, RB>, OB>;
 //#endif
+//#if VEC4
+        for (var i = i0; i < min(i0 + BLOCK, IN_LEN); i += 4u) {
+            var xs: array<vec4<f32>, RB>;
+//#if SOFT
+            var ts: array<vec4<f32>, RB>;
+//#endif
+            for (var k = 0u; k < RB; k++) {
+                xs[k] = input[(x[k] + i) / 4u];
+//#if SOFT
+                ts[k] = input[(chunk.rows * IN_LEN + x[k] + i) / 4u];
+//#endif
+            }
+            for (var o = 0u; o < OB; o++) {
+                let w = param4((min(o0 + o, OUT_LEN - 1u) * IN_LEN + i) / 4u);
+                for (var k = 0u; k < RB; k++) {
+                    // In the order of the scalar loop: the same sums.
+                    for (var q = 0u; q < 4u; q++) {
+                        part[o][k] += w[q] * xs[k][q];
+//#if SOFT
+                        tpart[o][k] += w[q] * ts[k][q];
+//#endif
+                    }
+                }
+            }
+        }
+//#else
         for (var i = i0; i < min(i0 + BLOCK, IN_LEN); i++) {
             var xs: array<f32, RB>;
 //#if SOFT
@@ -61,6 +93,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                 }
             }
         }
+//#endif
         for (var o = 0u; o < OB; o++) {
             for (var k = 0u; k < RB; k++) {
                 acc[o][k] += part[o][k];

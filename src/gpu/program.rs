@@ -381,19 +381,24 @@ fn linear_spec(t: &Tiling, in_len: usize, out_len: usize) -> Spec {
         .u32("RB", t.linear_rows)
 }
 
-/// Declares `params` at binding 1 and `fn param(i)`: a uniform array when the layer's weights fit one
-/// uniform binding (read at uniform addresses, the fast path on every adapter), else a storage array.
+/// Declares `params` at binding 1, `fn param(i)` and `fn param4(v)` (weights 4 v ..< 4 v + 4): a uniform
+/// array when the layer's weights fit one uniform binding (read at uniform addresses, the fast path on
+/// every adapter), else a storage array.
 pub fn params_decl(spec: Spec, len: usize, max_uniform_bytes: u64) -> Spec {
     let vec4s = len.div_ceil(4);
     if (vec4s as u64) * 16 <= max_uniform_bytes {
         spec.decl(format!(
             "@group(0) @binding(1) var<uniform> params: array<vec4<f32>, {vec4s}>;\n\
-             fn param(i: u32) -> f32 {{ return params[i / 4u][i % 4u]; }}"
+             fn param(i: u32) -> f32 {{ return params[i / 4u][i % 4u]; }}\n\
+             fn param4(v: u32) -> vec4<f32> {{ return params[v]; }}"
         ))
     } else {
+        // Read as vec4s where a kernel can (param4): on lavapipe a storage read is a gather per lane
+        // even at a uniform address, and a vec4 gather costs little more than a scalar one.
         spec.decl(
-            "@group(0) @binding(1) var<storage, read> params: array<f32>;\n\
-             fn param(i: u32) -> f32 { return params[i]; }"
+            "@group(0) @binding(1) var<storage, read> params: array<vec4<f32>>;\n\
+             fn param(i: u32) -> f32 { return params[i / 4u][i % 4u]; }\n\
+             fn param4(v: u32) -> vec4<f32> { return params[v]; }"
                 .to_string(),
         )
     }
@@ -744,7 +749,8 @@ impl Program {
                     let ob = part(l.out_features, t.linear_features);
                     let spec = linear_spec(t, l.in_features, l.out_features)
                         .u32("OB", ob)
-                        .flag("SOFT", soft);
+                        .flag("SOFT", soft)
+                        .flag("VEC4", l.in_features.is_multiple_of(4));
                     let spec = params_decl(spec, params(i), max_uniform_bytes);
                     let extent = Extent::Tiles {
                         tiles: l.out_features.div_ceil(ob),
@@ -1027,9 +1033,14 @@ impl Program {
                 Layer::Linear(l) => {
                     let seed = seed_fused && Some(i) == last;
                     let ib = part(l.in_features, t.linear_features);
+                    let vec4 = !seed
+                        && l.out_features.is_multiple_of(4)
+                        && ib.is_multiple_of(4)
+                        && l.in_features.is_multiple_of(ib);
                     let spec = linear_spec(t, l.in_features, l.out_features)
                         .u32("IB", ib)
-                        .flag("SOFT", soft);
+                        .flag("SOFT", soft)
+                        .flag("VEC4", vec4);
                     let spec = params_decl(spec, params(i), max_uniform_bytes)
                         .flag("MASK", mask)
                         .flag("SEED", seed);
