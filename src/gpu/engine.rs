@@ -137,13 +137,14 @@ impl Engine {
                 soft,
                 gradient_norms: self.options.gradient_norms,
             };
-            let tiling = Tiling {
-                workgroup: if soft {
-                    self.tiling.soft_workgroup
-                } else {
-                    self.tiling.workgroup
-                },
-                ..self.tiling
+            let tiling = if soft {
+                Tiling {
+                    workgroup: self.tiling.soft_workgroup,
+                    linear_rows: self.tiling.soft_linear_rows,
+                    ..self.tiling
+                }
+            } else {
+                self.tiling
             };
             let program = Program::new(
                 &self.model,

@@ -171,6 +171,10 @@ pub struct Tiling {
     pub linear_workgroup: usize,
     /// Rows per lane of the linear kernels.
     pub linear_rows: usize,
+    /// The same for the soft kernels. On a CPU adapter a linear workgroup costs its full RB rows per
+    /// lane however few rows a chunk has, and adaptive rounds at batch 1 have a few dozen: 4 rows made
+    /// the soft 1568 -> 64 kernels about 35% faster there than 8, which suit points (BENCHMARKS.md).
+    pub soft_linear_rows: usize,
     /// Outputs (forward) or inputs (backward) per linear tile.
     pub linear_features: usize,
     /// Which 3x3 stride-1 convs of attribution run as Winograd's F(2x2, 3x3).
@@ -211,6 +215,7 @@ impl Tiling {
         pool_strip: 16,
         linear_workgroup: 8,
         linear_rows: 8,
+        soft_linear_rows: 4,
         linear_features: 16,
         winograd: Winograd::Safe,
         winograd_channels: 8,
@@ -231,6 +236,7 @@ impl Tiling {
         pool_strip: 4,
         linear_workgroup: 64,
         linear_rows: 1,
+        soft_linear_rows: 1,
         linear_features: 8,
         winograd: Winograd::Never,
         winograd_channels: 4,
