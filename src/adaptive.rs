@@ -361,8 +361,7 @@ impl Driver {
         {
             return;
         }
-        let left = self.config.budget - image.spent;
-        let splits = ((left / (2.0 * CELL_COST) + 1e-9).floor() as usize).min(image.cells.len());
+        let splits = self.splits_left(image);
         if splits == 0 {
             return;
         }
@@ -393,6 +392,12 @@ impl Driver {
         }
         image.cells = cells;
         image.pending = pending;
+    }
+
+    /// How many cells the budget left can still split.
+    fn splits_left(&self, image: &Image) -> usize {
+        let left = self.config.budget - image.spent;
+        ((left / (2.0 * CELL_COST) + 1e-9).floor() as usize).min(image.cells.len())
     }
 
     fn plan(&mut self, image: usize) -> PathPlan {
@@ -508,6 +513,16 @@ impl RoundDriver for Driver {
                 w
             })
             .collect()
+    }
+
+    fn final_weights(&mut self, images: Range<usize>) -> Option<Vec<Vec<f64>>> {
+        // After the cells' first round only adaptive placement refines, and only while the budget
+        // allows a split; the weights are the cells' widths (and the cut), known before the results.
+        let last = self.images[images.clone()].iter().all(|im| {
+            !im.cells.is_empty()
+                && (self.config.placement != Placement::Adaptive || self.splits_left(im) == 0)
+        });
+        last.then(|| self.weights(images))
     }
 
     fn max_points(&self) -> usize {

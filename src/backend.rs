@@ -210,6 +210,14 @@ pub trait RoundDriver {
     /// The weight of each accumulator of each image in `images`, once they are done.
     fn weights(&mut self, images: Range<usize>) -> Vec<Vec<f64>>;
 
+    /// Called after `next` returned plans: the weights `weights` will return, if the round just
+    /// planned is surely the last (`next` will return None after it) and they do not depend on its
+    /// results. The GPU then finishes the attributions in that round's submission instead of one of
+    /// their own.
+    fn final_weights(&mut self, _images: Range<usize>) -> Option<Vec<Vec<f64>>> {
+        None
+    }
+
     /// The most points (gradient and forward) one image gets in one round.
     fn max_points(&self) -> usize;
 }

@@ -340,6 +340,45 @@ fn bad_requests_are_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("first round of a group"), "{e}");
+    // A driver that says its first round is the last, then plans another.
+    let mut twice = Twice(0, Rule::GaussLegendre.nodes(4).unwrap());
+    let options = gig::backend::RoundOptions {
+        slots: 1,
+        idg: false,
+        soft: false,
+    };
+    let e = engine(&model)
+        .rounds(&b, options, &mut twice)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("after the one it said was the last"), "{e}");
+}
+
+/// Two rounds of the same points, the first announced as the last.
+struct Twice(usize, gig::Quadrature);
+
+impl gig::backend::RoundDriver for Twice {
+    fn next(
+        &mut self,
+        images: std::ops::Range<usize>,
+        _last: Option<&gig::Evaluation>,
+    ) -> gig::Result<Option<Vec<gig::schedule::PathPlan>>> {
+        self.0 += 1;
+        let plan = gig::schedule::PathPlan::new(self.1.clone(), vec![]);
+        Ok((self.0 <= 2).then(|| vec![plan; images.len()]))
+    }
+
+    fn weights(&mut self, images: std::ops::Range<usize>) -> Vec<Vec<f64>> {
+        vec![vec![1.0]; images.len()]
+    }
+
+    fn final_weights(&mut self, images: std::ops::Range<usize>) -> Option<Vec<Vec<f64>>> {
+        Some(self.weights(images))
+    }
+
+    fn max_points(&self) -> usize {
+        self.1.len()
+    }
 }
 
 #[test]

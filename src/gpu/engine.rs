@@ -788,7 +788,15 @@ impl Backend for Engine {
             })?;
             out.stats.groups += 1;
             let mut last: Option<Evaluation> = None;
+            // The attributions, when the driver knew the last round's weights beforehand.
+            let mut finished: Option<Vec<f32>> = None;
             while let Some(plans) = driver.next(group.clone(), last.as_ref())? {
+                if finished.is_some() {
+                    return Err(Error::Input(
+                        "the round driver planned a round after the one it said was the last"
+                            .into(),
+                    ));
+                }
                 let sub = Batch {
                     inputs: batch.inputs[group.start * dim..group.end * dim].to_vec(),
                     baselines: batch.baselines[group.start * dim..group.end * dim].to_vec(),
@@ -813,6 +821,7 @@ impl Backend for Engine {
                     ));
                 }
                 check_slots(&plans, slots)?;
+                let weights = driver.final_weights(group.clone());
                 let round = Round {
                     batch,
                     group: group.clone(),
@@ -820,10 +829,21 @@ impl Backend for Engine {
                     slots,
                     idg,
                     fresh: last.is_none(),
-                    finish: None,
+                    finish: weights.as_deref(),
                 };
-                let (eval, _) = self.run_round(&round, capacity, &mut out.stats, None, None)?;
+                let (eval, attributions) =
+                    self.run_round(&round, capacity, &mut out.stats, None, None)?;
+                finished = attributions;
                 last = Some(eval);
+            }
+            if let Some(attributions) = finished {
+                for (o, v) in out.attributions[group.start * dim..group.end * dim]
+                    .iter_mut()
+                    .zip(attributions)
+                {
+                    *o = f64::from(v);
+                }
+                continue;
             }
             let weights = driver.weights(group.clone());
             let round = Round {
