@@ -9,7 +9,9 @@
 //! max-pool records no maximum for windows that are all zero); when the model ends in a linear layer,
 //! attribution's backward pass starts from the target's row of weights, so no separate seed is needed.
 //! ReLUs that cannot be fused run in place. Flatten is free. Soft programs fold a first conv followed by
-//! a max-pool: it runs once per image at the path's ends and the pool interpolates between them.
+//! a max-pool: it runs once per image at the path's ends and the pool interpolates between them. Point
+//! programs without gradient norms take such a conv's input gradient once per image, after the sum over
+//! the path (`Program::folds_input_gradient`).
 
 use super::kernels::{Kernel, Spec};
 use crate::model::{Layer, Model, Pool2d, Shape};
