@@ -491,10 +491,11 @@ impl Engine {
             self.compiled_mut().collect_profile(&used, &uniform)?;
             let (table, rest) = v.split_at(table_bytes as usize / 4);
             let table: &[RowEntry] = bytemuck::cast_slice(table);
+            // A folded input gradient leaves |dF/dx| and the fingerprint out (program.rs).
+            let folded = self.program().folds_input_gradient;
             for c in &group.chunks {
                 for (row, e) in c.rows.iter().zip(&table[c.first_row..]) {
-                    // A folded input gradient leaves them out (program.rs).
-                    let (norm, probe) = if self.program().folds_input_gradient {
+                    let (norm, probe) = if folded {
                         (f32::NAN, f32::NAN)
                     } else {
                         (e.grad_norm, e.probe)
@@ -836,28 +837,22 @@ impl Backend for Engine {
                 finished = attributions;
                 last = Some(eval);
             }
-            if let Some(attributions) = finished {
-                for (o, v) in out.attributions[group.start * dim..group.end * dim]
-                    .iter_mut()
-                    .zip(attributions)
-                {
-                    *o = f64::from(v);
+            let attributions = match (finished, &last) {
+                (Some(attributions), _) => attributions,
+                (None, Some(_)) => {
+                    let weights = driver.weights(group.clone());
+                    let round = Round {
+                        batch,
+                        group: group.clone(),
+                        plans: &[],
+                        slots,
+                        idg,
+                        fresh: false,
+                        finish: None,
+                    };
+                    self.finish_group(&round, &weights, &mut out.stats)?
                 }
-                continue;
-            }
-            let weights = driver.weights(group.clone());
-            let round = Round {
-                batch,
-                group: group.clone(),
-                plans: &[],
-                slots,
-                idg,
-                fresh: false,
-                finish: None,
-            };
-            let attributions = match last {
-                Some(_) => self.finish_group(&round, &weights, &mut out.stats)?,
-                None => vec![0.0; group.len() * dim],
+                (None, None) => vec![0.0; group.len() * dim],
             };
             for (o, v) in out.attributions[group.start * dim..group.end * dim]
                 .iter_mut()

@@ -175,7 +175,8 @@ pub struct Tiling {
     pub linear_rows: usize,
     /// The same for the soft kernels. On a CPU adapter a linear workgroup costs its full RB rows per
     /// lane however few rows a chunk has, and adaptive rounds at batch 1 have a few dozen: 4 rows made
-    /// the soft 1568 -> 64 kernels about 35% faster there than 8, which suit points (BENCHMARKS.md).
+    /// the soft 1568 -> 64 kernels a third (forward) and a fifth (backward) faster there than 8, which
+    /// suit points (BENCHMARKS.md).
     pub soft_linear_rows: usize,
     /// Outputs (forward) or inputs (backward) per linear tile.
     pub linear_features: usize,
@@ -550,6 +551,12 @@ impl Program {
             shapes[1].len()
         } else {
             0
+        };
+        // Values per accumulator: the input's, or the first conv's output's when folded.
+        let total_len = if folds_input.is_some() {
+            shapes[1].len()
+        } else {
+            dim
         };
 
         let mut dispatches = Vec::new();
@@ -1141,11 +1148,9 @@ impl Program {
                     None => (dim, None),
                 };
                 let gradient = Gradient(gradient_of[folds_input.map_or(0, |k| k + 1)]);
-                let total_len = if folds_input.is_some() {
-                    shapes[1].len()
-                } else {
-                    dim
-                };
+                // With a folded input gradient an accumulate invocation sums `pool_px` windows of a
+                // pooled row.
+                let pool_px = |pw: usize| part(pw, t.pool_strip);
                 let folded_spec = |spec: Spec| match folds_input {
                     Some(k) => {
                         let Layer::MaxPool2d(p) = layers[k] else {
@@ -1153,7 +1158,7 @@ impl Program {
                         };
                         let ([_, ch, cw], [_, ph, pw]) = (shapes[1].chw(), shapes[k + 1].chw());
                         spec.flag("FOLDED", true)
-                            .u32("PX", part(pw, t.pool_strip))
+                            .u32("PX", pool_px(pw))
                             .u32("ACC_LEN", total_len)
                             .u32("CONV_H", ch)
                             .u32("CONV_W", cw)
@@ -1177,11 +1182,10 @@ impl Program {
                 let mut bindings =
                     vec![(0, Chunk), (2, gradient), (3, Rows), (4, Spans), (5, Total)];
                 bindings.extend(folded_pool.map(|a| (6, a)));
-                // With a folded input gradient an invocation sums a strip of a pooled row.
                 let per = match folds_input {
                     Some(k) => {
                         let [_, _, pw] = shapes[k + 1].chw();
-                        len / pw * pw.div_ceil(part(pw, t.pool_strip))
+                        len / pw * pw.div_ceil(pool_px(pw))
                     }
                     None => len,
                 };
@@ -1296,11 +1300,7 @@ impl Program {
             gradient_len: shapes.iter().map(|s| s.len()).max().unwrap(),
             partial_len,
             ends_len,
-            total_len: if folds_input.is_some() {
-                shapes[1].len()
-            } else {
-                dim
-            },
+            total_len,
             folds_input_gradient: folds_input.is_some(),
             params_lens,
             dim,
