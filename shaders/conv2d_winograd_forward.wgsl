@@ -6,9 +6,14 @@
 // Lanes are rows; each workgroup computes OCB output channels times PX neighbouring blocks of one block
 // row. Per input channel, each lane loads the 4 x (2 PX + 2) inputs under its blocks, transforms them, and
 // multiplies them with the transformed weights, read at uniform addresses.
+// With CHECKED (point programs, with POOL) the kernel picks the pool's winners (and with RELU whether
+// they are positive) as the direct kernel (conv2d_forward.wgsl) would on the same inputs: a rounding
+// bound (ops::winograd::forward_bounds) tells which windows' decisions it can vouch for, and the others
+// are summed again directly, in the direct kernel's order, which also gives their stored values.
 // Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W (both even without POOL), PH, PW,
 // OCB, PX, with POOL also POOL_H, POOL_W. `param(i)` reads the transformed weights U [OUT_C, IN_C, 16]
-// (ops::winograd::forward_weights), then the bias [OUT_C].
+// (ops::winograd::forward_weights), then the bias [OUT_C], then the bounds' factors [2, OUT_C]; with CHECKED
+// `direct_param(i)` reads the direct weights [OUT_C, IN_C, 3, 3].
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> input: array<f32>;
@@ -30,6 +35,8 @@ const STORED: u32 = OUT_C * OUT_H * OUT_W;
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
 const BIAS: u32 = OUT_C * IN_C * 16u;
+// The bounds' factors: K_u [OUT_C] then K_w [OUT_C].
+const BOUND: u32 = BIAS + OUT_C;
 const OC_BLOCKS: u32 = (OUT_C + OCB - 1u) / OCB;
 const STRIPS: u32 = (GRID_W + PX - 1u) / PX;
 const TILES: u32 = OC_BLOCKS * GRID_H * STRIPS;
@@ -64,6 +71,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 
     // Per output channel and block, the 16 products of the transformed domain, summed over channels.
     var m: array<array<array<f32, 16>, PX>, OCB>;
+//#if CHECKED
+    // |inputs| under the strip, summed over channels, for the rounding bound.
+    var magnitude: array<array<f32, SPAN>, 4>;
+    // Whether an input differs from its right (across) or lower (down) neighbour in some channel.
+    var across: array<array<bool, SPAN>, 4>;
+    var down: array<array<bool, SPAN>, 3>;
+//#endif
     for (var ic = 0u; ic < IN_C; ic++) {
         // The 4 x SPAN inputs under the strip; zero outside the input (padding).
         var d: array<array<f32, SPAN>, 4>;
@@ -84,6 +98,23 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                 }
             }
         }
+//#if CHECKED
+        for (var ty = 0u; ty < 4u; ty++) {
+            for (var q = 0u; q < SPAN; q++) {
+                magnitude[ty][q] += abs(d[ty][q]);
+            }
+        }
+        for (var ty = 0u; ty < 4u; ty++) {
+            for (var q = 0u; q + 1u < SPAN; q++) {
+                across[ty][q] = across[ty][q] || d[ty][q] != d[ty][q + 1u];
+            }
+        }
+        for (var ty = 0u; ty < 3u; ty++) {
+            for (var q = 0u; q < SPAN; q++) {
+                down[ty][q] = down[ty][q] || d[ty][q] != d[ty + 1u][q];
+            }
+        }
+//#endif
         var v: array<array<f32, 16>, PX>;
 //#if SOFT
         var vt: array<array<f32, 16>, PX>;
@@ -110,6 +141,48 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     if (r >= chunk.rows) {
         return;
     }
+//#if CHECKED
+    // Per block, for its outputs in row-major order, the parts of the rounding bound that scale with
+    // the inputs (ops::winograd::forward_bounds): the patch's magnitudes weighted by how often the
+    // output's Winograd sum uses them (rows and columns 1, 2, 3, 0 for the first output row or
+    // column, 0, 3, 2, 1 for the second), and its window's magnitudes.
+    var spread: array<vec4<f32>, PX>;
+    var window: array<vec4<f32>, PX>;
+    // Per block, which outputs have the same window as another (0 and 1, 2 and 3, 0 and 2, 1 and 3):
+    // the direct kernel's sums over equal windows are equal, and the first one wins the pool.
+    var same: array<vec4<bool>, PX>;
+    for (var p = 0u; p < PX; p++) {
+        var used: array<vec2<f32>, 4>;
+        var under: array<vec2<f32>, 4>;
+        for (var ty = 0u; ty < 4u; ty++) {
+            let a = magnitude[ty][2u * p];
+            let b = magnitude[ty][2u * p + 1u];
+            let c = magnitude[ty][2u * p + 2u];
+            let d = magnitude[ty][2u * p + 3u];
+            used[ty] = vec2<f32>(a + 2.0 * b + 3.0 * c, 3.0 * b + 2.0 * c + d);
+            under[ty] = vec2<f32>(a + b + c, b + c + d);
+        }
+        let top = used[0] + 2.0 * used[1] + 3.0 * used[2];
+        let bottom = 3.0 * used[1] + 2.0 * used[2] + used[3];
+        spread[p] = vec4<f32>(top, bottom);
+        window[p] = vec4<f32>(under[0] + under[1] + under[2], under[1] + under[2] + under[3]);
+        var equal = vec4<bool>(true);
+        for (var tx = 0u; tx < 3u; tx++) {
+            let q = 2u * p + tx;
+            // Outputs 0 and 1 (rows 0-2), 2 and 3 (rows 1-3): columns 0-2 equal columns 1-3.
+            let rows12 = !across[1][q] && !across[2][q];
+            equal.x = equal.x && rows12 && !across[0][q];
+            equal.y = equal.y && rows12 && !across[3][q];
+            // Outputs 0 and 2 (columns 0-2), 1 and 3 (columns 1-3): rows 0-2 equal rows 1-3.
+            let cols12 = !down[tx][q - tx + 1u] && !down[tx][q - tx + 2u];
+            equal.z = equal.z && cols12 && !down[tx][q - tx];
+            equal.w = equal.w && cols12 && !down[tx][q - tx + 3u];
+        }
+        same[p] = equal;
+    }
+    // Blocks (c * PX + p) whose decisions the bound cannot vouch for.
+    var unsure = vec2<u32>(0u, 0u);
+//#endif
     for (var c = 0u; c < OCB; c++) {
         let oc = oc0 + c;
         if (oc >= OUT_C) {
@@ -122,7 +195,24 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             if (gx >= GRID_W) {
                 break;
             }
-            let y = output_transform(m[c][p]);
+            var y = output_transform(m[c][p]);
+//#if CHECKED
+            // Equal windows, equal values.
+            let equal = same[p];
+            y[1] = select(y[1], y[0], equal.x);
+            y[2] = select(y[2], y[0], equal.z);
+            y[3] = select(select(y[3], y[2], equal.y), y[1], equal.w);
+            let copies = vec4<bool>(false, equal.x, equal.z, equal.y || equal.w);
+            let e = param(BOUND + oc) * spread[p] + param(BOUND + OUT_C + oc) * window[p];
+            if (!vouched(y, b, e, copies)) {
+                let j = c * PX + p;
+                if (j < 32u) {
+                    unsure.x |= 1u << j;
+                } else {
+                    unsure.y |= 1u << (j - 32u);
+                }
+            }
+//#endif
 //#if POOL
             // The first maximum in row-major window order, as max-pooling in PyTorch.
             var best = 0.0;
@@ -169,4 +259,108 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#endif
         }
     }
+//#if CHECKED
+    // The unvouched blocks again by direct sums. A loop, not a branch: lavapipe runs both sides of a
+    // branch under a mask, but leaves a loop once no lane is left in it.
+    loop {
+        if (all(unsure == vec2<u32>(0u, 0u))) {
+            break;
+        }
+        var j: u32;
+        if (unsure.x != 0u) {
+            j = firstTrailingBit(unsure.x);
+            unsure.x &= unsure.x - 1u;
+        } else {
+            j = 32u + firstTrailingBit(unsure.y);
+            unsure.y &= unsure.y - 1u;
+        }
+        let oc = oc0 + j / PX;
+        let gx = gx0 + j % PX;
+        let b = param(BIAS + oc);
+        let y = direct_block(x, oc, gy, gx);
+        // As conv2d_forward.wgsl decides.
+        var best = 0.0;
+        var best_at = NONE;
+        for (var k = 0u; k < 4u; k++) {
+            var val = y[k] + b;
+//#if RELU
+            val = max(val, 0.0);
+//#endif
+            if (best_at == NONE || val > best) {
+                best = val;
+                best_at = (oc * OUT_H + 2u * gy + k / 2u) * OUT_W + 2u * gx + k % 2u;
+            }
+        }
+//#if RELU
+        best_at = select(NONE, best_at, best > 0.0);
+//#endif
+        let o = (oc * POOL_H + gy) * POOL_W + gx;
+        output[r * STORED + o] = best;
+        argmax[r * STORED + o] = best_at;
+    }
+//#endif
 }
+
+//#if CHECKED
+// Whether every set of values within `e` (and 3 u of their magnitude, ops::winograd::forward_bounds)
+// of the block's Winograd outputs `y` (bias `b` after) leads to the decision these lead to; the
+// `copies` have an earlier output's window. (No indexing by values: on lavapipe that is a gather.)
+fn vouched(y: array<f32, 4>, b: f32, e: vec4<f32>, copies: vec4<bool>) -> bool {
+    let v = vec4<f32>(y[0], y[1], y[2], y[3]) + b;
+    let bound = e + 1.7881393e-7 * abs(v);
+    let lo = v - bound;
+    let hi = v + bound;
+    // The winner, which must stay ahead of every other window.
+    var top = 0u;
+    var top_v = v.x;
+    var top_lo = lo.x;
+    for (var k = 1u; k < 4u; k++) {
+        if (!copies[k] && v[k] > top_v) {
+            top = k;
+            top_v = v[k];
+            top_lo = lo[k];
+        }
+    }
+    var ahead = true;
+    for (var k = 0u; k < 4u; k++) {
+        ahead = ahead && (k == top || copies[k] || top_lo > hi[k]);
+    }
+//#if RELU
+    // All surely not positive (no winner passes the ReLU), or a sure positive winner.
+    return all(hi <= vec4<f32>(0.0)) || (ahead && top_lo > 0.0);
+//#else
+    return ahead;
+//#endif
+}
+
+// Conv outputs (without the bias) of block (by, bx) of channel oc of the row at `x`, summed as
+// conv2d_forward.wgsl sums them: the taps of each input channel, then the channels.
+fn direct_block(x: u32, oc: u32, by: u32, bx: u32) -> array<f32, 4> {
+    var acc: array<f32, 4>;
+    for (var ic = 0u; ic < IN_C; ic++) {
+        var d: array<array<f32, 4>, 4>;
+        for (var ty = 0u; ty < 4u; ty++) {
+            let iy = i32(2u * by + ty) - i32(PH);
+            for (var tx = 0u; tx < 4u; tx++) {
+                let ix = i32(2u * bx + tx) - i32(PW);
+                if (iy >= 0 && iy < i32(IN_H) && ix >= 0 && ix < i32(IN_W)) {
+                    d[ty][tx] = input[x + (ic * IN_H + u32(iy)) * IN_W + u32(ix)];
+                }
+            }
+        }
+        var part: array<f32, 4>;
+        for (var ky = 0u; ky < 3u; ky++) {
+            for (var kx = 0u; kx < 3u; kx++) {
+                let wv = direct_param(((oc * IN_C + ic) * 3u + ky) * 3u + kx);
+                for (var k = 0u; k < 4u; k++) {
+                    part[k] += wv * d[k / 2u + ky][k % 2u + kx];
+                }
+            }
+        }
+        for (var k = 0u; k < 4u; k++) {
+            acc[k] += part[k];
+        }
+    }
+    return acc;
+}
+//#endif

@@ -791,3 +791,115 @@ fn folded_input_gradients_match_the_cpu_twin() {
         }
     }
 }
+
+/// A model whose first conv's filters `shape` makes (each row of 3 taps), with images `image` makes
+/// from noise (by index and column), and a zero baseline.
+fn shaped(
+    model: &Model,
+    shape: fn(&mut [f32]),
+    image: fn(&[f32], usize, usize) -> f32,
+    n: usize,
+) -> (Model, Batch) {
+    let params = (0..model.layers().len())
+        .map(|i| {
+            let mut p = model.params(i).cloned()?;
+            if i == 0 {
+                p.weight.chunks_mut(3).for_each(shape);
+            }
+            Some(p)
+        })
+        .collect();
+    let model = Model::new(model.layers().to_vec(), model.input_shape(), params).unwrap();
+    let [c, h, w] = model.shapes()[0].chw();
+    let noise = uniform(n * c * h * w, 0.0, 1.0, 9);
+    let inputs = (0..noise.len()).map(|i| image(&noise, i, i % w)).collect();
+    let baselines = vec![0.0; noise.len()];
+    let targets = (0..n).map(|i| i % model.classes()).collect();
+    let batch = Batch::new(&model, inputs, baselines, targets).unwrap();
+    (model, batch)
+}
+
+/// An architecture, its input shape, how its first conv's filters are shaped and how images are made
+/// (see `shaped`).
+type Fragile = (
+    &'static str,
+    [usize; 3],
+    fn(&mut [f32]),
+    fn(&[f32], usize, usize) -> f32,
+);
+
+#[test]
+fn checked_winograd_takes_the_direct_kernels_decisions() {
+    // Point programs run conv + max-pool blocks by Winograd only where a rounding bound vouches for
+    // the pool's winners (Winograd::Safe); elsewhere they sum directly. So the first conv,
+    // whose inputs are the same either way, must decide as the direct kernel does: the attributions
+    // then differ by rounding only. (Later layers see inputs rounded differently, like PyTorch's.)
+    // Unchecked Winograd (Everywhere) decides some of these inputs differently, which shows up in
+    // the attributions: the inputs do test the decisions.
+    let cases: [Fragile; 2] = [
+        // Filters and images mirrored about the axis between columns 6 and 7, so conv outputs there
+        // are equal in exact arithmetic and the direct sums add their terms in mirrored order; the
+        // pool window over columns 6 and 7 compares them. Bias-free, no ReLU.
+        (
+            "conv(2,8,3,p1,nobias) maxpool2 relu conv(8,8,3,p1) relu maxpool2 flatten linear(72,4)",
+            [2, 14, 14],
+            |f| f[2] = f[0],
+            |noise, i, x| noise[i - x + x.min(13 - x)],
+        ),
+        // The same with a ReLU before the pool, and a bias.
+        (
+            "conv(2,8,3,p1) relu maxpool2 conv(8,8,3,p1) relu maxpool2 flatten linear(72,4)",
+            [2, 14, 14],
+            |f| f[2] = f[0],
+            |noise, i, x| noise[i - x + x.min(13 - x)],
+        ),
+    ];
+    for (arch, shape, filters, image) in cases {
+        let model = Model::random_from_arch(arch, shape, 31).unwrap();
+        let (model, b) = shaped(&model, filters, image, 4);
+        let q = Rule::GaussLegendre.nodes(24).unwrap();
+        let run = |winograd| {
+            let options = EngineOptions {
+                tiling: Some(Tiling {
+                    winograd,
+                    ..Tiling::CPU
+                }),
+                ..EngineOptions::default()
+            };
+            let mut e = Engine::new(gpu(), &model, options).unwrap();
+            let ig = integrated_gradients(&mut e, &b, &q).unwrap();
+            (ig, e.dispatch_labels())
+        };
+        let (direct, _) = run(gig::gpu::Winograd::Never);
+        let (checked, labels) = run(gig::gpu::Winograd::Safe);
+        let (unchecked, _) = run(gig::gpu::Winograd::Everywhere);
+        assert!(
+            labels.iter().any(|l| l.contains("winograd_forward")),
+            "{arch}: {labels:?}"
+        );
+        let per_image = |ig: &gig::Attribution| -> Vec<Vec<f64>> {
+            ig.values.chunks(b.dim).map(|v| v.to_vec()).collect()
+        };
+        let (d, c, u) = (
+            per_image(&direct),
+            per_image(&checked),
+            per_image(&unchecked),
+        );
+        let worst = |other: &[Vec<f64>]| {
+            other
+                .iter()
+                .zip(&d)
+                .map(|(o, d)| rel_l2(o, d))
+                .fold(0.0, f64::max)
+        };
+        let (checked_err, unchecked_err) = (worst(&c), worst(&u));
+        assert!(
+            checked_err < 2e-6,
+            "{arch}: checked Winograd vs direct {checked_err}"
+        );
+        assert!(
+            unchecked_err > 1e-4,
+            "{arch}: unchecked Winograd vs direct only {unchecked_err}: no fragile decisions"
+        );
+    }
+}

@@ -271,3 +271,108 @@ fn winograd_kernels_run_where_the_blocks_fit() {
         );
     }
 }
+
+/// One block's 2x2 outputs in f32 by Winograd, in the order conv2d_winograd_forward.wgsl computes
+/// them: transform each channel's 4x4 patch, multiply with U and sum over channels, transform back.
+fn winograd_block_f32(u: &[f32], patches: &[[[f32; 4]; 4]]) -> [f32; 4] {
+    let mut m = [0f32; 16];
+    for (c, d) in patches.iter().enumerate() {
+        let mut t = [[0f32; 4]; 4];
+        for q in 0..4 {
+            t[0][q] = d[0][q] - d[2][q];
+            t[1][q] = d[1][q] + d[2][q];
+            t[2][q] = d[2][q] - d[1][q];
+            t[3][q] = d[1][q] - d[3][q];
+        }
+        for k in 0..4 {
+            let v = [
+                t[k][0] - t[k][2],
+                t[k][1] + t[k][2],
+                t[k][2] - t[k][1],
+                t[k][1] - t[k][3],
+            ];
+            for (j, v) in v.into_iter().enumerate() {
+                m[k * 4 + j] += u[c * 16 + k * 4 + j] * v;
+            }
+        }
+    }
+    let s0: [f32; 4] = std::array::from_fn(|j| m[j] + m[4 + j] + m[8 + j]);
+    let s1: [f32; 4] = std::array::from_fn(|j| m[4 + j] - m[8 + j] - m[12 + j]);
+    [
+        s0[0] + s0[1] + s0[2],
+        s0[1] - s0[2] - s0[3],
+        s1[0] + s1[1] + s1[2],
+        s1[1] - s1[2] - s1[3],
+    ]
+}
+
+#[test]
+fn winograd_rounding_bound_holds() {
+    // ops::winograd::forward_bounds: the f32 Winograd value of each output of a block and the f32
+    // direct sum (taps, then channels, then the bias, as conv2d_forward.wgsl) differ by at most
+    // Ku T + Kw S + 3 u |v|. The checked forward kernel relies on it to leave a pool's winner to
+    // Winograd. Patches with mixed signs and channels of very different magnitudes (cancellation),
+    // biases from small to large.
+    use ops::winograd;
+    let unit = 2f64.powi(-24);
+    let uses = [[1.0, 2.0, 3.0, 0.0], [0.0, 3.0, 2.0, 1.0]];
+    for (ic, seed) in [(1usize, 1u64), (3, 2), (16, 3), (32, 4)] {
+        let oc = 4;
+        let weight = to_f64(&uniform(oc * ic * 9, -1.0, 1.0, seed));
+        let bounds = winograd::forward_bounds(&weight, [oc, ic]);
+        let u: Vec<f32> = winograd::forward_weights(&weight, &vec![0.0; oc], [oc, ic])
+            .into_iter()
+            .map(|v| v as f32)
+            .collect();
+        let mut worst: f64 = 0.0;
+        for trial in 0..300u64 {
+            let values = uniform(ic * 16, -1.0, 1.0, 1000 * seed + trial);
+            let scales = uniform(ic, -3.0, 3.0, 2000 * seed + trial);
+            let patches: Vec<[[f32; 4]; 4]> = (0..ic)
+                .map(|c| {
+                    let scale = 10f32.powf(scales[c]);
+                    std::array::from_fn(|y| {
+                        std::array::from_fn(|x| values[c * 16 + y * 4 + x] * scale)
+                    })
+                })
+                .collect();
+            let bias =
+                uniform(1, -1.0, 1.0, 3000 * seed + trial)[0] * 10f32.powi((trial % 7) as i32 - 3);
+            for o in 0..oc {
+                let y = winograd_block_f32(&u[o * ic * 16..(o + 1) * ic * 16], &patches);
+                for (k, yk) in y.into_iter().enumerate() {
+                    let (oy, ox) = (k / 2, k % 2);
+                    let mut acc = 0f32;
+                    let (mut spread, mut window) = (0.0, 0.0);
+                    for (c, d) in patches.iter().enumerate() {
+                        let mut part = 0f32;
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let w = weight[((o * ic + c) * 3 + ky) * 3 + kx] as f32;
+                                part += w * d[oy + ky][ox + kx];
+                                window += d[oy + ky][ox + kx].abs() as f64;
+                            }
+                        }
+                        acc += part;
+                        for (ty, row) in d.iter().enumerate() {
+                            for (tx, v) in row.iter().enumerate() {
+                                spread += uses[oy][ty] * uses[ox][tx] * v.abs() as f64;
+                            }
+                        }
+                    }
+                    let (vw, vd) = (yk + bias, acc + bias);
+                    let bound =
+                        bounds[o] * spread + bounds[oc + o] * window + 3.0 * unit * vw.abs() as f64;
+                    let diff = (vw as f64 - vd as f64).abs();
+                    assert!(
+                        diff <= bound,
+                        "{ic} channels, trial {trial}, output {o}.{k}: |{vw} - {vd}| > {bound}"
+                    );
+                    worst = worst.max(diff / bound);
+                }
+            }
+        }
+        // The bound is a worst case; typical differences are far inside it.
+        assert!(worst < 1.0, "{ic} channels: {worst}");
+    }
+}

@@ -111,7 +111,8 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 8] = [
+const FLAGS: [(Kernel, &str, &[bool]); 9] = [
+    (Kernel::Conv2dWinogradForward, "CHECKED", &[false]),
     (Kernel::Conv2dBackward, "POOLED", &[false, true]),
     (Kernel::Conv2dWinogradBackward, "POOLED", &[false, true]),
     (Kernel::Conv2dWeightGrad, "POOLED", &[false]),

@@ -95,7 +95,9 @@ impl Compiled {
             let mut data: Vec<f32> = if backward {
                 ops::winograd::backward_weights(&p.weight, sizes)
             } else {
-                ops::winograd::forward_weights(&p.weight, &p.bias, sizes)
+                let mut data = ops::winograd::forward_weights(&p.weight, &p.bias, sizes);
+                data.extend(ops::winograd::forward_bounds(&p.weight, sizes));
+                data
             }
             .into_iter()
             .map(|v| v as f32)

@@ -186,6 +186,11 @@ pub struct Tiling {
     pub winograd_channels: usize,
     pub winograd_soft_channels: usize,
     pub winograd_strip: usize,
+    /// Under `Winograd::Safe`, point programs run a conv and the 2x2 max-pool after it by checked
+    /// Winograd where the conv has at least this many input channels. With one, the checks cost
+    /// more than Winograd saves (on lavapipe the 1 -> 16 conv took 1.4-2.4x as long checked as
+    /// direct; the 16 -> 32 conv 0.7 times as long; BENCHMARKS.md).
+    pub checked_winograd_channels: usize,
     /// The backward pass applies a max-pool after a conv in the conv's input-gradient kernel (POOLED)
     /// where the conv has at least this many input channels. Each tile then rereads
     /// the pool's gradients and choices under its halo for every output channel; on a CPU adapter
@@ -224,6 +229,7 @@ impl Tiling {
         winograd_channels: 8,
         winograd_soft_channels: 16,
         winograd_strip: 7,
+        checked_winograd_channels: 2,
         pooled_backward_channels: 2,
         pooled_direct_backward: false,
         weight_grad_strip: 4,
@@ -245,6 +251,7 @@ impl Tiling {
         winograd_channels: 4,
         winograd_soft_channels: 4,
         winograd_strip: 2,
+        checked_winograd_channels: 2,
         pooled_backward_channels: 1,
         pooled_direct_backward: true,
         weight_grad_strip: 2,
@@ -270,12 +277,14 @@ impl Tiling {
 pub enum Winograd {
     /// Direct convs everywhere.
     Never,
-    /// Input gradients and the soft forward convs. Not the forward pass of points: it decides ReLU
-    /// signs and max-pool winners, and Winograd's different rounding flips near-ties that the direct
-    /// kernels decide as PyTorch does (README, Accuracy). Soft kernels integrate those flips over their
-    /// cell, so rounding moves their results only continuously.
+    /// Input gradients, the soft forward convs, and in point programs a conv with the 2x2 max-pool
+    /// after it, checked: the pool's winners are decisions, and Winograd's different rounding could
+    /// flip near-ties that the direct kernels decide as PyTorch does (README, Accuracy), so the kernel
+    /// sums directly where a rounding bound cannot vouch for its choice (`ops::winograd::
+    /// forward_bounds`). Other forward convs of points stay direct. Soft kernels integrate decisions
+    /// over their cell, so rounding moves their results only continuously.
     Safe,
-    /// The forward pass of points too.
+    /// The forward pass of points too, unchecked.
     Everywhere,
 }
 
@@ -354,6 +363,10 @@ pub struct Program {
 /// is folded (gradient, logits or spans, row table, the ends or accumulators, the pool's choices).
 pub const FOLDED_STORAGE_BUFFERS: u32 = 5;
 
+/// Blocks (output channels x 2x2 blocks) per tile of the checked Winograd forward kernel at most: it
+/// notes the blocks whose decisions it must take again in two u32 bit masks.
+const CHECKED_BLOCKS: usize = 64;
+
 /// `activation_of` of the values inside a fused conv block, which no buffer holds.
 pub const NOT_STORED: usize = usize::MAX;
 
@@ -394,30 +407,39 @@ fn linear_spec(t: &Tiling, in_len: usize, out_len: usize) -> Spec {
 /// array when the layer's weights fit one uniform binding (read at uniform addresses, the fast path on
 /// every adapter), else a storage array.
 pub fn params_decl(spec: Spec, len: usize, max_uniform_bytes: u64) -> Spec {
+    weights_decl(spec, 1, "param", len, max_uniform_bytes)
+}
+
+/// Declares `len` weights at `binding` as [`params_decl`] does, read by `fn {name}(i)` and
+/// `fn {name}4(v)`.
+pub fn weights_decl(
+    spec: Spec,
+    binding: u32,
+    name: &str,
+    len: usize,
+    max_uniform_bytes: u64,
+) -> Spec {
     let vec4s = len.div_ceil(4);
-    if (vec4s as u64) * 16 <= max_uniform_bytes {
-        spec.decl(format!(
-            "@group(0) @binding(1) var<uniform> params: array<vec4<f32>, {vec4s}>;\n\
-             fn param(i: u32) -> f32 {{ return params[i / 4u][i % 4u]; }}\n\
-             fn param4(v: u32) -> vec4<f32> {{ return params[v]; }}"
-        ))
+    let var = if (vec4s as u64) * 16 <= max_uniform_bytes {
+        format!("var<uniform> {name}s: array<vec4<f32>, {vec4s}>")
     } else {
-        // Read as vec4s where a kernel can (param4): on lavapipe a storage read is a gather per lane
-        // even at a uniform address, and a vec4 gather costs little more than a scalar one.
-        spec.decl(
-            "@group(0) @binding(1) var<storage, read> params: array<vec4<f32>>;\n\
-             fn param(i: u32) -> f32 { return params[i / 4u][i % 4u]; }\n\
-             fn param4(v: u32) -> vec4<f32> { return params[v]; }"
-                .to_string(),
-        )
-    }
+        // Read as vec4s where a kernel can ({name}4): on lavapipe a storage read is a gather per
+        // lane even at a uniform address, and a vec4 gather costs little more than a scalar one.
+        format!("var<storage, read> {name}s: array<vec4<f32>>")
+    };
+    spec.decl(format!(
+        "@group(0) @binding({binding}) {var};\n\
+         fn {name}(i: u32) -> f32 {{ return {name}s[i / 4u][i % 4u]; }}\n\
+         fn {name}4(v: u32) -> vec4<f32> {{ return {name}s[v]; }}"
+    ))
 }
 
 /// Values of conv `c`'s Winograd weights as uploaded (padded to whole vec4s): the forward transform
-/// then the bias, or the backward transform.
+/// then the bias and the checked kernel's rounding bounds (`ops::winograd::forward_bounds`), or the
+/// backward transform.
 pub fn winograd_len(c: &crate::model::Conv2d, backward: bool) -> usize {
     let u = c.out_channels * c.in_channels * winograd::TILE;
-    if backward { u } else { u + c.out_channels }.next_multiple_of(4)
+    if backward { u } else { u + 3 * c.out_channels }.next_multiple_of(4)
 }
 
 /// Values of a layer's weights then bias as uploaded: the bias is all the layer's outputs (zeros when it
@@ -663,20 +685,48 @@ impl Program {
             let relu = i + 1 < n && relu_fused(i + 1);
             let mask = masks.get(i + 1).copied().flatten().filter(|_| relu);
             let [_, oh, ow] = output.chw();
+            // Conv i forward by Winograd where its 2x2 blocks fit (each a pool window when pooled):
+            // unchecked in soft programs and training (no decisions to keep, or rounding moves soft
+            // results only continuously) and under `Everywhere`; in point programs under `Safe` only
+            // with a max-pool, whose winners it checks (CHECKED).
+            let blocks_fit = winograd(i)
+                && !ends
+                && match pool {
+                    Some(k) => matches!(layers[k], Layer::MaxPool2d(p) if p.kernel == [2, 2]),
+                    None => oh % 2 == 0 && ow % 2 == 0,
+                };
+            let checked = !(soft || training || t.winograd == self::Winograd::Everywhere);
+            let winograd_forward = match layer {
+                Layer::Conv2d(c) if blocks_fit => {
+                    let gw = pool.map_or(ow / 2, |k| shapes[k + 1].chw()[2]);
+                    let px = part(gw, t.winograd_strip);
+                    let channels = if soft {
+                        t.winograd_soft_channels
+                    } else {
+                        t.winograd_channels
+                    };
+                    let ocb = part(c.out_channels, channels);
+                    // The checked kernel binds the direct weights too, and notes each tile's
+                    // unvouched windows in 64 bits.
+                    let storage = 3
+                        + usize::from(4 * winograd_len(c, false) as u64 > max_uniform_bytes)
+                        + usize::from(4 * params(i) as u64 > max_uniform_bytes);
+                    let fits = pool.is_some()
+                        && c.in_channels >= t.checked_winograd_channels
+                        && ocb * px <= CHECKED_BLOCKS
+                        && storage <= max_storage_buffers as usize;
+                    (!checked || fits).then_some((ocb, px))
+                }
+                _ => None,
+            };
             let (kernel, spec, mut bindings, extent) = match layer {
-                Layer::Conv2d(c)
-                    if winograd(i)
-                        && !ends
-                        && (soft || training || t.winograd == self::Winograd::Everywhere)
-                        && match pool {
-                            Some(k) => {
-                                matches!(layers[k], Layer::MaxPool2d(p) if p.kernel == [2, 2])
-                            }
-                            None => oh % 2 == 0 && ow % 2 == 0,
-                        } =>
-                {
+                Layer::Conv2d(c) if winograd_forward.is_some() => {
+                    let (ocb, px) = winograd_forward.unwrap();
                     // Blocks of 2x2 conv outputs; with a pool, each block is one pool window.
                     let mut bindings = vec![(1, Winograd(i, false))];
+                    if checked {
+                        bindings.push((5, Params(i)));
+                    }
                     let (spec, [gh, gw]) = match pool {
                         Some(k) => {
                             let [_, ph, pw] = shapes[k + 1].chw();
@@ -697,20 +747,19 @@ impl Program {
                             (spec, [oh / 2, ow / 2])
                         }
                     };
-                    let px = part(gw, t.winograd_strip);
-                    let channels = if soft {
-                        t.winograd_soft_channels
-                    } else {
-                        t.winograd_channels
-                    };
-                    let ocb = part(c.out_channels, channels);
                     let spec = spec
                         .u32("OCB", ocb)
                         .u32("PX", px)
                         .flag("WINOGRAD", true)
                         .flag("RELU", relu)
-                        .flag("MASK_OUT", mask.is_some());
+                        .flag("MASK_OUT", mask.is_some())
+                        .flag("CHECKED", checked);
                     let spec = params_decl(spec, winograd_len(c, false), max_uniform_bytes);
+                    let spec = if checked {
+                        weights_decl(spec, 5, "direct_param", params(i), max_uniform_bytes)
+                    } else {
+                        spec
+                    };
                     let extent = Extent::Tiles {
                         tiles: c.out_channels.div_ceil(ocb) * gh * gw.div_ceil(px),
                         rows_per_workgroup: t.workgroup,

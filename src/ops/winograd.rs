@@ -61,6 +61,57 @@ pub fn forward_weights(weight: &[f64], bias: &[f64], [oc, ic]: [usize; 2]) -> Ve
     out
 }
 
+/// Unit roundoff of f32.
+const UNIT: f64 = 1.0 / (1u64 << 24) as f64;
+
+/// The checked forward kernel's rounding bounds (shaders/conv2d_winograd_forward.wgsl, CHECKED): per
+/// output channel o the factors `Ku_o` (all channels first) and then `Kw_o` such that, for every
+/// output of a 2x2 block, the f32 value by Winograd `v_w` and the f32 value by direct sums `v_d`
+/// (conv2d_forward.wgsl's order: taps, then input channels, then the bias) differ by at most
+///
+/// `Ku_o T + Kw_o S + 3 u |v_w|`, with `u = 2^-24`, `d` the 4x4 patch under the block, `S` the sum of
+/// |d| over the output's own 3x3 window and all input channels, and `T` the sum over channels, rows y
+/// and columns x of the patch of `a_y a_x |d_cyx|`, where `a` counts how often the output's Winograd
+/// sum uses a patch row (column): (1, 2, 3, 0) for an output in the block's first row (column),
+/// (0, 3, 2, 1) in its second.
+///
+/// Where a block's decision (its ReLU signs, or the pool's winner and whether it is positive) holds
+/// for every set of values within that bound of the Winograd ones, the direct kernel takes the same
+/// decision; elsewhere the kernel sums directly. Why (first order in u; C input channels):
+/// - `V = B^T d B`: each entry is `(d_a ± d_b) ± (d_c ± d_e)` of four patch values, computed with
+///   error at most `2 u D`, D the sum of those four |d|; and |V| <= D.
+/// - `M_k = sum_c U_ck V_ck` (U rounded to f32 from f64): error at most `(C + 4) u P_k`, with
+///   `P_k = sum_c |U_ck| D_ck` (`C + 1` for the products and sums, 2 from V, 1 from U).
+/// - an output sums 9 of the M (`A^T M A`) with 4 roundings in a row: error at most `(C + 8) u`
+///   times the sum of its nine P_k, which is at most `Umax_o T` (`a_y a_x` is how many of its nine V
+///   entries each patch value enters).
+/// - the direct sums (9 taps, then C channels) err by at most `(C + 9) u Wmax_o S`.
+/// - the bias is added to either with one rounding: `2 u |v|` and a little more.
+///
+/// So `Ku_o = 1.05 u (C + 8) Umax_o` and `Kw_o = 1.05 u (C + 9) Wmax_o`, with the f32 weights'
+/// largest magnitudes; the 5% covers second-order terms and the rounding of T and S themselves.
+/// `weight` is OIHW with 3x3 filters.
+pub fn forward_bounds(weight: &[f64], [oc, ic]: [usize; 2]) -> Vec<f64> {
+    let c = ic as f64;
+    let filters = |o: usize| &weight[o * ic * 9..(o + 1) * ic * 9];
+    let u_bounds = (0..oc).map(|o| {
+        let u_max = filters(o)
+            .chunks(9)
+            .flat_map(transform)
+            .map(|u| (u as f32).abs() as f64)
+            .fold(0.0, f64::max);
+        1.05 * UNIT * (c + 8.0) * u_max
+    });
+    let w_bounds = (0..oc).map(|o| {
+        let w_max = filters(o)
+            .iter()
+            .map(|w| (*w as f32).abs() as f64)
+            .fold(0.0, f64::max);
+        1.05 * UNIT * (c + 9.0) * w_max
+    });
+    u_bounds.chain(w_bounds).collect()
+}
+
 /// Backward weights: U'[i][o][16], the transform of filter (o, i) turned by 180 degrees.
 pub fn backward_weights(weight: &[f64], [oc, ic]: [usize; 2]) -> Vec<f64> {
     let mut out = Vec::with_capacity(oc * ic * TILE);
