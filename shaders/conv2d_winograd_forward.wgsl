@@ -214,26 +214,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
 //#endif
 //#if POOL
-            // The first maximum in row-major window order, as max-pooling in PyTorch.
-            var best = 0.0;
-            var best_at = NONE;
-            for (var k = 0u; k < 4u; k++) {
-                var val = y[k] + b;
-//#if RELU
-                val = max(val, 0.0);
-//#endif
-                if (best_at == NONE || val > best) {
-                    best = val;
-                    best_at = (oc * OUT_H + 2u * gy + k / 2u) * OUT_W + 2u * gx + k % 2u;
-                }
-            }
-//#if RELU
-            // No gradient passes the ReLU where the window's maximum is not positive.
-            best_at = select(NONE, best_at, best > 0.0);
-//#endif
-            let o = (oc * POOL_H + gy) * POOL_W + gx;
-            output[r * STORED + o] = best;
-            argmax[r * STORED + o] = best_at;
+            pool_window(r, y, b, oc, gy, gx);
 //#else
 //#if SOFT
             let yt = output_transform(mt[c][p]);
@@ -277,29 +258,36 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         let oc = oc0 + j / PX;
         let gx = gx0 + j % PX;
         let b = param(BIAS + oc);
-        let y = direct_block(x, oc, gy, gx);
-        // As conv2d_forward.wgsl decides.
-        var best = 0.0;
-        var best_at = NONE;
-        for (var k = 0u; k < 4u; k++) {
-            var val = y[k] + b;
-//#if RELU
-            val = max(val, 0.0);
-//#endif
-            if (best_at == NONE || val > best) {
-                best = val;
-                best_at = (oc * OUT_H + 2u * gy + k / 2u) * OUT_W + 2u * gx + k % 2u;
-            }
-        }
-//#if RELU
-        best_at = select(NONE, best_at, best > 0.0);
-//#endif
-        let o = (oc * POOL_H + gy) * POOL_W + gx;
-        output[r * STORED + o] = best;
-        argmax[r * STORED + o] = best_at;
+        pool_window(r, direct_block(x, oc, gy, gx), b, oc, gy, gx);
     }
 //#endif
 }
+
+//#if POOL
+// Row r's max-pool of block (gy, gx) of channel oc, whose conv outputs without the bias are `y`:
+// the first maximum in row-major window order, as max-pooling in PyTorch and conv2d_forward.wgsl.
+fn pool_window(r: u32, y: array<f32, 4>, b: f32, oc: u32, gy: u32, gx: u32) {
+    var best = 0.0;
+    var best_at = NONE;
+    for (var k = 0u; k < 4u; k++) {
+        var val = y[k] + b;
+//#if RELU
+        val = max(val, 0.0);
+//#endif
+        if (best_at == NONE || val > best) {
+            best = val;
+            best_at = (oc * OUT_H + 2u * gy + k / 2u) * OUT_W + 2u * gx + k % 2u;
+        }
+    }
+//#if RELU
+    // No gradient passes the ReLU where the window's maximum is not positive.
+    best_at = select(NONE, best_at, best > 0.0);
+//#endif
+    let o = (oc * POOL_H + gy) * POOL_W + gx;
+    output[r * STORED + o] = best;
+    argmax[r * STORED + o] = best_at;
+}
+//#endif
 
 //#if CHECKED
 // Whether every set of values within `e` (and 3 u of their magnitude, ops::winograd::forward_bounds)
