@@ -132,7 +132,12 @@ fn several_inputs_targets_baselines_and_the_cpu_backend() {
         .sum::<f32>()
         .sqrt();
     let norm: f32 = cv.iter().map(|b| b * b).sum::<f32>().sqrt();
-    assert!(diff / norm < 1e-5, "GPU vs CPU relative L2 {}", diff / norm);
+    // Inputs, targets or baselines mixed up would differ by far more. Not 1e-5 as on random models
+    // (tests/ig.rs): in the blurred background of digit 3 the shipped model's first max-pool has a
+    // window whose two largest values are 1e-7 to 1e-6 apart (relative) all along the path, within
+    // the rounding of f32 sums; gig's decide some of those points differently from the f64
+    // reference (PyTorch's f32 sums happen not to), 1.1e-3 in all.
+    assert!(diff / norm < 1e-2, "GPU vs CPU relative L2 {}", diff / norm);
 }
 
 #[test]

@@ -243,6 +243,14 @@ fn winograd_transforms_equal_the_direct_conv_in_f64() {
         let bwd = winograd::correlate(&u, out, inp, pad, &g);
         let direct = ops::conv2d::backward(&c, inp, out, &p, &g);
         assert!(rel_l2(&bwd, &direct) < 1e-13, "{arch}: backward");
+
+        // The weight gradient by F(3x3, 2x2) over the output's 2x2 blocks (all three are even).
+        let grad = winograd::weight_gradient(inp, out, c.padding, &x, &g);
+        let direct = ops::conv2d::weight_grad(&c, inp, out, &x, &g);
+        assert!(
+            rel_l2(&grad, &direct.weight) < 1e-13,
+            "{arch}: weight gradient"
+        );
     }
 }
 

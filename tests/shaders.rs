@@ -24,6 +24,12 @@ const MODELS: &[(&str, [usize; 3])] = &[
         "relu conv(2,6,3,p1) relu maxpool2 relu conv(6,8,3,p1) relu maxpool3 flatten linear(32,5)",
         [2, 16, 16],
     ),
+    // A 3x3 conv with a ReLU and no pool before another (Winograd weight gradient over the whole
+    // plane in training).
+    (
+        "conv(1,6,3,p1) relu maxpool2 conv(6,8,3,p1) relu conv(8,4,3) relu flatten linear(64,5)",
+        [1, 12, 12],
+    ),
     // A strided first conv and a max-pool with disjoint windows that leave a row and column out: its
     // input gradient is folded (FOLDED).
     (
@@ -111,8 +117,9 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 9] = [
+const FLAGS: [(Kernel, &str, &[bool]); 10] = [
     (Kernel::Conv2dWinogradForward, "CHECKED", &[false]),
+    (Kernel::Conv2dWinogradWeightGrad, "POOLED", &[false]),
     (Kernel::Conv2dBackward, "POOLED", &[false, true]),
     (Kernel::Conv2dWinogradBackward, "POOLED", &[false, true]),
     (Kernel::Conv2dWeightGrad, "POOLED", &[false]),

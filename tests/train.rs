@@ -298,11 +298,13 @@ fn training_is_deterministic() {
 
 #[test]
 fn winograd_training_follows_the_updated_weights() {
-    // Both convs run as Winograd's F(2x2, 3x3) forward (with their max-pools), the second one's input
-    // gradient too; the transformed weights are made again on the GPU after every step. The second
+    // The three convs run as Winograd's F(2x2, 3x3) forward (the first and last with their max-pools),
+    // the second and third ones' input gradients too, and all three weight gradients as F(3x3, 2x2)
+    // (the second one's over the whole plane, the others' through the pools); the transformed weights
+    // are made again on the GPU after every step. The second
     // step's gradients must be those at the weights the first step left.
     let model = Model::random_from_arch(
-        "conv(1,4,3,p1) relu maxpool2 conv(4,6,3,p1) relu maxpool2 flatten linear(24,5)",
+        "conv(1,4,3,p1) relu maxpool2 conv(4,6,3,p1) relu conv(6,6,3,p1) relu maxpool2 flatten linear(24,5)",
         [1, 8, 8],
         17,
     )
@@ -315,7 +317,7 @@ fn winograd_training_follows_the_updated_weights() {
         };
         let opt = Optimizer::parse("sgd").unwrap();
         let mut trainer = Trainer::with_tiling(gpu(), &model, opt, 32, tiling).unwrap();
-        // Two forward convs, one input gradient, two weight transforms.
+        // Three forward convs, two input gradients, three weight gradients, three weight transforms.
         let labels_used = trainer.dispatch_labels();
         let used = labels_used
             .iter()
@@ -324,7 +326,7 @@ fn winograd_training_follows_the_updated_weights() {
         let expected = if winograd == gig::gpu::Winograd::Never {
             0
         } else {
-            5
+            11
         };
         assert_eq!(used, expected, "{labels_used:?}");
         trainer.step(&images, &labels, 0.5).unwrap();

@@ -19,6 +19,7 @@ pub enum Kernel {
     Conv2dBackward,
     Conv2dWinogradForward,
     Conv2dWinogradBackward,
+    Conv2dWinogradWeightGrad,
     ReluForward,
     ReluBackward,
     MaxPoolForward,
@@ -43,12 +44,13 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 25] = [
+    pub const ALL: [Kernel; 26] = [
         Kernel::Path,
         Kernel::Conv2dForward,
         Kernel::Conv2dBackward,
         Kernel::Conv2dWinogradForward,
         Kernel::Conv2dWinogradBackward,
+        Kernel::Conv2dWinogradWeightGrad,
         Kernel::ReluForward,
         Kernel::ReluBackward,
         Kernel::MaxPoolForward,
@@ -79,6 +81,7 @@ impl Kernel {
             Kernel::Conv2dBackward => "conv2d_backward",
             Kernel::Conv2dWinogradForward => "conv2d_winograd_forward",
             Kernel::Conv2dWinogradBackward => "conv2d_winograd_backward",
+            Kernel::Conv2dWinogradWeightGrad => "conv2d_winograd_weight_grad",
             Kernel::ReluForward => "relu_forward",
             Kernel::ReluBackward => "relu_backward",
             Kernel::MaxPoolForward => "maxpool_forward",
@@ -112,6 +115,9 @@ impl Kernel {
             }
             Kernel::Conv2dWinogradBackward => {
                 include_str!("../../shaders/conv2d_winograd_backward.wgsl")
+            }
+            Kernel::Conv2dWinogradWeightGrad => {
+                include_str!("../../shaders/conv2d_winograd_weight_grad.wgsl")
             }
             Kernel::ReluForward => include_str!("../../shaders/relu_forward.wgsl"),
             Kernel::ReluBackward => include_str!("../../shaders/relu_backward.wgsl"),

@@ -1429,16 +1429,37 @@ fn weight_grad_dispatches(
     use Slot::*;
     match layer {
         Layer::Conv2d(c) => {
-            // Per-row shares, then a sum over rows in row order.
-            let icb = part(c.in_channels, 4);
-            let ocb = part(c.out_channels, 8);
+            // Per-row shares, then a sum over rows in row order. By Winograd's F(3x3, 2x2) where
+            // the output gradients come in 2x2 blocks: a 2x2 max-pool's windows, or the whole plane.
+            let [_, oh, ow] = output.chw();
+            let winograd = t.winograd != self::Winograd::Never
+                && winograd::applies(c)
+                && match pooled {
+                    Some((p, ..)) => p.kernel == [2, 2],
+                    None => oh % 2 == 0 && ow % 2 == 0,
+                };
+            // Channel blocks: each input patch loaded serves OCB output channels, each output
+            // gradient ICB input channels. For the Winograd kernel on lavapipe, the 16 -> 32 conv
+            // took 1.14-1.15 of the Winograd input gradient's time with 32 x 4, 1.24-1.38 with
+            // 16 x 8, 1.69-1.80 with 8 x 4 (BENCHMARKS.md).
+            let (ocb, icb) = if winograd {
+                (part(c.out_channels, 32), part(c.in_channels, 4))
+            } else {
+                (part(c.out_channels, 8), part(c.in_channels, 4))
+            };
             let per_column = ocb * icb * c.kernel[0] * c.kernel[1];
             let columns = t.weight_grad_strip.min(t.weight_grad_products / per_column);
             let mut px = part(output.chw()[2], columns);
             let mut spec = layer_spec(t.workgroup, layer, input, output)
                 .u32("OCB", ocb)
-                .u32("ICB", icb);
+                .u32("ICB", icb)
+                .flag("WINOGRAD", winograd);
             let mut bindings = vec![(0, Chunk), (2, x), (3, g), (4, Partial)];
+            let kernel = if winograd {
+                Kernel::Conv2dWinogradWeightGrad
+            } else {
+                Kernel::Conv2dWeightGrad
+            };
             if let Some((p, pool_shape, argmax)) = pooled {
                 // Strips of whole windows, so that each window's choice is read once.
                 px = px.next_multiple_of(p.kernel[1]);
@@ -1456,11 +1477,11 @@ fn weight_grad_dispatches(
             let share = c.out_channels * (c.in_channels * c.kernel[0] * c.kernel[1] + 1);
             let bias = share - c.out_channels;
             let label = match pooled {
-                Some(_) => format!("conv2d_weight_grad (layer {i}, through its max-pool)"),
-                None => format!("conv2d_weight_grad (layer {i})"),
+                Some(_) => format!("{} (layer {i}, through its max-pool)", kernel.name()),
+                None => format!("{} (layer {i})", kernel.name()),
             };
             let shares = dispatch(
-                Kernel::Conv2dWeightGrad,
+                kernel,
                 spec,
                 bindings,
                 Extent::Tiles {
@@ -1541,7 +1562,8 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
         | Kernel::Conv2dBackward
         | Kernel::Conv2dWinogradForward
         | Kernel::Conv2dWinogradBackward
-        | Kernel::Conv2dWeightGrad => {
+        | Kernel::Conv2dWeightGrad
+        | Kernel::Conv2dWinogradWeightGrad => {
             (2.0 * out_len * c("IN_C") * window, 4.0 * (in_len + out_len))
         }
         Kernel::LinearForward | Kernel::LinearWeightGrad => (

@@ -11,6 +11,10 @@
 //! The input gradient of a 3x3 stride-1 conv is itself a 3x3 stride-1 correlation of the output
 //! gradient with the flipped, transposed weights, so it uses the same transforms ([`backward_weights`]).
 //!
+//! The weight gradient of a 3x3 stride-1 conv sums, over 2x2 blocks of output gradients g, the 3x3
+//! correlation of the 4x4 input patch with g: Winograd's F(3x3, 2x2), `A^T [(G g G^T) . (B^T d B)] A`
+//! with the same B and other A and G ([`weight_gradient`], shaders/conv2d_winograd_weight_grad.wgsl).
+//!
 //! These functions let the tests check the transforms themselves in f64 (against ops::conv2d) before
 //! any kernel is involved.
 
@@ -154,6 +158,79 @@ fn output_transform(m: &[f64; TILE]) -> [f64; 4] {
         s1[0] + s1[1] + s1[2],
         s1[1] - s1[2] - s1[3],
     ]
+}
+
+/// G (4x2) of F(3x3, 2x2), applied to 2x2 blocks of output gradients; its last row is the negative of
+/// the usual one because B's last column is ([`input_transform`] is shared with F(2x2, 3x3)).
+const G_GRAD: [[f64; 2]; 4] = [[1.0, 0.0], [0.5, 0.5], [0.5, -0.5], [0.0, -1.0]];
+
+/// A^T (3x4) of F(3x3, 2x2): the 3x3 result from the 4x4 products.
+const A_GRAD: [[f64; 4]; 3] = [
+    [1.0, 1.0, 1.0, 0.0],
+    [0.0, 1.0, -1.0, 0.0],
+    [0.0, 1.0, 1.0, 1.0],
+];
+
+/// Weight gradient of a 3x3 stride-1 conv for one sample: dW[o][i][ky][kx] = sum over outputs of
+/// `gout * x` under the tap (OIHW), by F(3x3, 2x2) over 2x2 blocks of the output plane, whose height
+/// and width must be even. The bias gradient is not part of it.
+pub fn weight_gradient(
+    [ic, ih, iw]: [usize; 3],
+    [oc, oh, ow]: [usize; 3],
+    [ph, pw]: [usize; 2],
+    x: &[f64],
+    gout: &[f64],
+) -> Vec<f64> {
+    assert!(oh % 2 == 0 && ow % 2 == 0, "outputs in whole 2x2 blocks");
+    let at = |i: usize, y: i64, xx: i64| {
+        if y < 0 || xx < 0 || y >= ih as i64 || xx >= iw as i64 {
+            0.0
+        } else {
+            x[(i * ih + y as usize) * iw + xx as usize]
+        }
+    };
+    let mut m = vec![[0.0; TILE]; oc * ic];
+    for by in 0..oh / 2 {
+        for bx in 0..ow / 2 {
+            let (y0, x0) = ((2 * by) as i64 - ph as i64, (2 * bx) as i64 - pw as i64);
+            for o in 0..oc {
+                let g = |dy: usize, dx: usize| gout[(o * oh + 2 * by + dy) * ow + 2 * bx + dx];
+                // G g G^T.
+                let mut gt = [0.0; TILE];
+                for r in 0..4 {
+                    for c in 0..4 {
+                        gt[r * 4 + c] = (0..2)
+                            .flat_map(|a| (0..2).map(move |b| (a, b)))
+                            .map(|(a, b)| G_GRAD[r][a] * g(a, b) * G_GRAD[c][b])
+                            .sum();
+                    }
+                }
+                for i in 0..ic {
+                    let d = std::array::from_fn(|r| {
+                        std::array::from_fn(|c| at(i, y0 + r as i64, x0 + c as i64))
+                    });
+                    let v = input_transform(&d);
+                    for k in 0..TILE {
+                        m[o * ic + i][k] += gt[k] * v[k];
+                    }
+                }
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(oc * ic * 9);
+    for mm in &m {
+        for row in &A_GRAD {
+            for col in &A_GRAD {
+                out.push(
+                    (0..4)
+                        .flat_map(|r| (0..4).map(move |c| (r, c)))
+                        .map(|(r, c)| row[r] * mm[r * 4 + c] * col[c])
+                        .sum(),
+                );
+            }
+        }
+    }
+    out
 }
 
 /// The 3x3 stride-1 correlation `out[o][y][x] = sum w[o][i][ky][kx] x[i][y + ky - pad][x + kx - pad]`
