@@ -182,13 +182,6 @@ pub fn weight_gradient(
     gout: &[f64],
 ) -> Vec<f64> {
     assert!(oh % 2 == 0 && ow % 2 == 0, "outputs in whole 2x2 blocks");
-    let at = |i: usize, y: i64, xx: i64| {
-        if y < 0 || xx < 0 || y >= ih as i64 || xx >= iw as i64 {
-            0.0
-        } else {
-            x[(i * ih + y as usize) * iw + xx as usize]
-        }
-    };
     let mut m = vec![[0.0; TILE]; oc * ic];
     for by in 0..oh / 2 {
         for bx in 0..ow / 2 {
@@ -206,9 +199,7 @@ pub fn weight_gradient(
                     }
                 }
                 for i in 0..ic {
-                    let d = std::array::from_fn(|r| {
-                        std::array::from_fn(|c| at(i, y0 + r as i64, x0 + c as i64))
-                    });
+                    let d = patch(x, [ic, ih, iw], i, [y0, x0]);
                     let v = input_transform(&d);
                     for k in 0..TILE {
                         m[o * ic + i][k] += gt[k] * v[k];
@@ -233,6 +224,20 @@ pub fn weight_gradient(
     out
 }
 
+/// The 4x4 patch of channel `i` of `x` whose top-left corner is at `[y0, x0]`, zero outside.
+fn patch(x: &[f64], [_, ih, iw]: [usize; 3], i: usize, [y0, x0]: [i64; 2]) -> [[f64; 4]; 4] {
+    std::array::from_fn(|r| {
+        std::array::from_fn(|c| {
+            let (y, xx) = (y0 + r as i64, x0 + c as i64);
+            if y < 0 || xx < 0 || y >= ih as i64 || xx >= iw as i64 {
+                0.0
+            } else {
+                x[(i * ih + y as usize) * iw + xx as usize]
+            }
+        })
+    })
+}
+
 /// The 3x3 stride-1 correlation `out[o][y][x] = sum w[o][i][ky][kx] x[i][y + ky - pad][x + kx - pad]`
 /// (zero outside) over 2x2 blocks, with `u` from [`forward_weights`] (whose bias it leaves out) or
 /// [`backward_weights`]; the output's height and width must be even.
@@ -244,22 +249,13 @@ pub fn correlate(
     x: &[f64],
 ) -> Vec<f64> {
     assert!(oh % 2 == 0 && ow % 2 == 0, "outputs in whole 2x2 blocks");
-    let at = |i: usize, y: i64, xx: i64| {
-        if y < 0 || xx < 0 || y >= ih as i64 || xx >= iw as i64 {
-            0.0
-        } else {
-            x[(i * ih + y as usize) * iw + xx as usize]
-        }
-    };
     let mut out = vec![0.0; oc * oh * ow];
     for by in 0..oh / 2 {
         for bx in 0..ow / 2 {
             let (y0, x0) = ((2 * by) as i64 - ph as i64, (2 * bx) as i64 - pw as i64);
             let v: Vec<[f64; TILE]> = (0..ic)
                 .map(|i| {
-                    let d = std::array::from_fn(|r| {
-                        std::array::from_fn(|c| at(i, y0 + r as i64, x0 + c as i64))
-                    });
+                    let d = patch(x, [ic, ih, iw], i, [y0, x0]);
                     input_transform(&d)
                 })
                 .collect();
