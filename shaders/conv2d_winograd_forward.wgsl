@@ -167,16 +167,18 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         spread[p] = vec4<f32>(top, bottom);
         window[p] = vec4<f32>(under[0] + under[1] + under[2], under[1] + under[2] + under[3]);
         var equal = vec4<bool>(true);
-        for (var tx = 0u; tx < 3u; tx++) {
-            let q = 2u * p + tx;
+        for (var t = 0u; t < 3u; t++) {
             // Outputs 0 and 1 (rows 0-2), 2 and 3 (rows 1-3): columns 0-2 equal columns 1-3.
+            let q = 2u * p + t;
             let rows12 = !across[1][q] && !across[2][q];
             equal.x = equal.x && rows12 && !across[0][q];
             equal.y = equal.y && rows12 && !across[3][q];
-            // Outputs 0 and 2 (columns 0-2), 1 and 3 (columns 1-3): rows 0-2 equal rows 1-3.
-            let cols12 = !down[tx][q - tx + 1u] && !down[tx][q - tx + 2u];
-            equal.z = equal.z && cols12 && !down[tx][q - tx];
-            equal.w = equal.w && cols12 && !down[tx][q - tx + 3u];
+            // Outputs 0 and 2 (columns 0-2), 1 and 3 (columns 1-3): rows 0-2 equal rows 1-3, here
+            // row t and the one below it.
+            let c = 2u * p;
+            let cols12 = !down[t][c + 1u] && !down[t][c + 2u];
+            equal.z = equal.z && cols12 && !down[t][c];
+            equal.w = equal.w && cols12 && !down[t][c + 3u];
         }
         same[p] = equal;
     }

@@ -188,8 +188,8 @@ pub struct Tiling {
     pub winograd_strip: usize,
     /// Under `Winograd::Safe`, point programs run a conv and the 2x2 max-pool after it by checked
     /// Winograd where the conv has at least this many input channels. With one, the checks cost
-    /// more than Winograd saves (on lavapipe the 1 -> 16 conv took 1.4-2.4x as long checked as
-    /// direct; the 16 -> 32 conv 0.7 times as long; BENCHMARKS.md).
+    /// more than Winograd saves (on lavapipe the 1 -> 16 conv took 1.1-2.3x as long checked as
+    /// direct; the 16 -> 32 conv about 0.7 times as long; BENCHMARKS.md).
     pub checked_winograd_channels: usize,
     /// The backward pass applies a max-pool after a conv in the conv's input-gradient kernel (POOLED)
     /// where the conv has at least this many input channels. Each tile then rereads
@@ -442,6 +442,15 @@ pub fn winograd_len(c: &crate::model::Conv2d, backward: bool) -> usize {
     if backward { u } else { u + 3 * c.out_channels }.next_multiple_of(4)
 }
 
+/// Whether a 3x3 stride-1 conv's outputs come in Winograd's 2x2 blocks: the windows of the 2x2 max-pool
+/// fused after it (whose kernel is `pool_kernel`), or without one the whole (even) output plane.
+fn winograd_blocks(pool_kernel: Option<[usize; 2]>, [oh, ow]: [usize; 2]) -> bool {
+    match pool_kernel {
+        Some(k) => k == [2, 2],
+        None => oh % 2 == 0 && ow % 2 == 0,
+    }
+}
+
 /// Values of a layer's weights then bias as uploaded: the bias is all the layer's outputs (zeros when it
 /// has none) and the whole is padded to vec4s.
 pub fn params_len(layer: &Layer) -> usize {
@@ -689,12 +698,11 @@ impl Program {
             // unchecked in soft programs and training (no decisions to keep, or rounding moves soft
             // results only continuously) and under `Everywhere`; in point programs under `Safe` only
             // with a max-pool, whose winners it checks (CHECKED).
-            let blocks_fit = winograd(i)
-                && !ends
-                && match pool {
-                    Some(k) => matches!(layers[k], Layer::MaxPool2d(p) if p.kernel == [2, 2]),
-                    None => oh % 2 == 0 && ow % 2 == 0,
-                };
+            let pool_kernel = pool.map(|k| match layers[k] {
+                Layer::MaxPool2d(p) => p.kernel,
+                _ => unreachable!("a conv's fused pool is a max-pool"),
+            });
+            let blocks_fit = winograd(i) && !ends && winograd_blocks(pool_kernel, [oh, ow]);
             let checked = !(soft || training || t.winograd == self::Winograd::Everywhere);
             let winograd_forward = match layer {
                 Layer::Conv2d(c) if blocks_fit => {
@@ -1434,10 +1442,7 @@ fn weight_grad_dispatches(
             let [_, oh, ow] = output.chw();
             let winograd = t.winograd != self::Winograd::Never
                 && winograd::applies(c)
-                && match pooled {
-                    Some((p, ..)) => p.kernel == [2, 2],
-                    None => oh % 2 == 0 && ow % 2 == 0,
-                };
+                && winograd_blocks(pooled.map(|(p, ..)| p.kernel), [oh, ow]);
             // Channel blocks: each input patch loaded serves OCB output channels, each output
             // gradient ICB input channels. For the Winograd kernel on lavapipe, the 16 -> 32 conv
             // took 1.14-1.15 of the Winograd input gradient's time with 32 x 4, 1.24-1.38 with

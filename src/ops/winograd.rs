@@ -79,8 +79,8 @@ const UNIT: f64 = 1.0 / (1u64 << 24) as f64;
 /// sum uses a patch row (column): (1, 2, 3, 0) for an output in the block's first row (column),
 /// (0, 3, 2, 1) in its second.
 ///
-/// Where a block's decision (its ReLU signs, or the pool's winner and whether it is positive) holds
-/// for every set of values within that bound of the Winograd ones, the direct kernel takes the same
+/// Where a block's decision (the pool's winner, and with a ReLU whether it is positive) holds for
+/// every set of values within that bound of the Winograd ones, the direct kernel takes the same
 /// decision; elsewhere the kernel sums directly. Why (first order in u; C input channels):
 /// - `V = B^T d B`: each entry is `(d_a ± d_b) ± (d_c ± d_e)` of four patch values, computed with
 ///   error at most `2 u D`, D the sum of those four |d|; and |V| <= D.
