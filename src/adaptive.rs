@@ -8,8 +8,10 @@
 //!   tangents through the network and replace every ReLU mask and max-pool choice by its share of the
 //!   cell (`ops::soft`), so the jumps inside a cell are integrated to first order instead of being
 //!   sampled. One such evaluation costs a gradient evaluation plus a forward pass of tangents: 4/3.
-//! - **A probe.** A forward-only pass (1/3 each) measures F along the path; cells are narrower where F
-//!   changes and wider where it is saturated.
+//! - **A probe.** A forward-only pass (1/3 each) measures F along the path. It can shape the first
+//!   cells (narrower where F changes, wider where it is saturated), at the cost of a round of its own;
+//!   by default it only measures F(b) and F(x), in the first cells' round, and the refinement rounds
+//!   aim by the cells' own F.
 //! - **Refinement.** Where neighbouring cells' linear models of F disagree at their common edge, the
 //!   network is not linear across them: those cells are split, round by round, until the error
 //!   estimate meets the tolerance or the budget is spent.
@@ -38,7 +40,7 @@ pub const CELL_COST: f64 = 4.0 / 3.0;
 /// How the cells are laid out after the probe, and what they stand for.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Placement {
-    /// Soft cells shaped by the probe, then refinement rounds.
+    /// Soft cells (shaped by the probe if `probe_weight` > 0), then refinement rounds.
     Adaptive,
     /// Soft cells on both sides of the cut where F first reaches F(b) + ratio (F(x) - F(b)); only the
     /// left side is attributed.
@@ -58,6 +60,7 @@ pub struct AdaptiveConfig {
     /// Forward-only probe points along the path (0 and 1 included).
     pub probes: usize,
     /// How much the probe shapes the cells: 0 uniform, 1 cells in proportion to the change of F.
+    /// With 0 (adaptive placement) the probe is evaluated in the first cells' round.
     pub probe_weight: f64,
     /// Share of the cell budget placed in the first round; the rest refines (adaptive only).
     pub first_round: f64,
@@ -67,16 +70,18 @@ pub struct AdaptiveConfig {
 }
 
 impl AdaptiveConfig {
-    /// Adaptive defaults for a budget: a 5-point probe that shapes the cells mildly, half of the cells
-    /// in the first round and the rest in refinement rounds (chosen by `gig study` on 256 held-out
-    /// digits; see BENCHMARKS.md, "Adaptive defaults retuned").
+    /// Adaptive defaults for a budget: half of the cells in a uniform first round, which also measures
+    /// F(b) and F(x), and the rest in refinement rounds that split where the cells' own F disagree.
+    /// A probe that shapes the first cells (`probe_weight` > 0) costs a round of its own, and on
+    /// held-out digits it did not pay for it (BENCHMARKS.md, "Adaptive defaults retuned" and "The
+    /// probe goes with the first cells").
     pub fn new(budget: f64) -> AdaptiveConfig {
         AdaptiveConfig {
             placement: Placement::Adaptive,
             budget,
             tolerance: None,
-            probes: 5,
-            probe_weight: 0.3,
+            probes: 2,
+            probe_weight: 0.0,
             first_round: 0.5,
             split_share: 0.25,
         }
@@ -102,6 +107,11 @@ impl AdaptiveConfig {
             first_round: 1.0,
             ..AdaptiveConfig::new(budget)
         }
+    }
+
+    /// Whether the first cells go with the probe, in one round: where the probe does not shape them.
+    fn merges_probe(&self) -> bool {
+        self.placement == Placement::Adaptive && self.probe_weight == 0.0
     }
 
     fn point_cost(&self) -> f64 {
@@ -297,17 +307,22 @@ impl Driver {
     /// Lays out an image's first cells from its probe.
     fn place(&self, image: &mut Image) {
         let (a, f) = (&image.probe_alphas, &image.probe_f);
-        let changes: Vec<f64> = f
-            .windows(2)
-            .zip(a.windows(2))
-            .map(|(f, a)| (f[1] - f[0]).abs() / (a[1] - a[0]))
-            .collect();
-        let mean = changes.iter().sum::<f64>() / changes.len() as f64;
         let w = self.config.probe_weight;
-        let density: Vec<f64> = changes
-            .iter()
-            .map(|c| (1.0 - w) + if mean > 0.0 { w * c / mean } else { w })
-            .collect();
+        let density: Vec<f64> = if self.config.merges_probe() {
+            // F is not known yet, and not needed: uniform cells.
+            vec![1.0; a.len() - 1]
+        } else {
+            let changes: Vec<f64> = f
+                .windows(2)
+                .zip(a.windows(2))
+                .map(|(f, a)| (f[1] - f[0]).abs() / (a[1] - a[0]))
+                .collect();
+            let mean = changes.iter().sum::<f64>() / changes.len() as f64;
+            changes
+                .iter()
+                .map(|c| (1.0 - w) + if mean > 0.0 { w * c / mean } else { w })
+                .collect()
+        };
         let budget = self.config.cell_budget();
         let first = match self.config.placement {
             Placement::Adaptive if self.config.first_round < 1.0 => {
@@ -456,25 +471,42 @@ impl RoundDriver for Driver {
             // Round one: the probe.
             let n = self.config.probes;
             let probe: Vec<f64> = (0..n).map(|k| k as f64 / (n - 1) as f64).collect();
+            let merged = self.config.merges_probe();
             for i in images.clone() {
                 let im = &mut self.images[i];
                 im.probe_alphas = probe.clone();
                 im.spent = n as f64 * FORWARD_COST;
                 im.forward_evaluations = n;
-                im.rounds = 1;
+                im.rounds = usize::from(!merged);
             }
-            return Ok(Some(vec![PathPlan::forward(probe); images.len()]));
+            if !merged {
+                return Ok(Some(vec![PathPlan::forward(probe); images.len()]));
+            }
+            // The probe does not shape the cells, so they go with it: one round (submission and
+            // read-back) fewer.
+            let mut plans = Vec::with_capacity(images.len());
+            for i in images {
+                let mut im = std::mem::take(&mut self.images[i]);
+                self.place(&mut im);
+                self.images[i] = im;
+                let mut plan = self.plan(i);
+                plan.forward = probe.clone();
+                plans.push(plan);
+            }
+            return Ok(Some(plans));
         };
         let mut plans = Vec::with_capacity(images.len());
         for (local, i) in images.clone().enumerate() {
             let mut im = std::mem::take(&mut self.images[i]);
-            if im.cells.is_empty() {
+            if im.probe_f.is_empty() {
                 im.probe_f = last.forward_f[local].clone();
                 if im.probe_f.iter().any(|v| !v.is_finite()) {
                     return Err(Error::Gpu(format!(
                         "image {i}: F along the path is not finite"
                     )));
                 }
+            }
+            if im.cells.is_empty() {
                 self.place(&mut im);
             } else {
                 for (j, &k) in im.pending.iter().enumerate() {
@@ -526,9 +558,12 @@ impl RoundDriver for Driver {
     }
 
     fn max_points(&self) -> usize {
-        self.config
-            .probes
-            .max(self.slots + self.config.extra_forward())
+        let cells = self.slots + self.config.extra_forward();
+        if self.config.merges_probe() {
+            self.config.probes + cells
+        } else {
+            self.config.probes.max(cells)
+        }
     }
 }
 

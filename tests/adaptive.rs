@@ -237,6 +237,49 @@ fn placements_are_quadratures_of_the_straight_line_integral_and_keep_to_the_budg
     }
 }
 
+#[test]
+fn the_probe_goes_with_the_first_cells_unless_it_shapes_them() {
+    let model = small_cnn();
+    let b = batch(&model, 3, 13);
+    let (reference, _) = gig::study::exact_reference(&model, &b, || {}).unwrap();
+    let dim = model.input_len();
+    let mut gpu = engine(&model);
+    let fx = gpu.logits(&b.inputs).unwrap();
+    let fb = gpu.logits(&b.baselines).unwrap();
+    let merged = AdaptiveConfig::new(96.0);
+    let shaped = AdaptiveConfig {
+        probes: 5,
+        probe_weight: 0.3,
+        ..AdaptiveConfig::new(96.0)
+    };
+    let mut submissions = Vec::new();
+    for config in [&merged, &shaped] {
+        let e = adaptive::run(&mut gpu, &b, config).unwrap();
+        let rounds = e.images.iter().map(|r| r.rounds).max().unwrap();
+        assert_eq!(e.stats.submissions, rounds, "{config:?}");
+        submissions.push(rounds);
+        for (i, r) in e.images.iter().enumerate() {
+            let probe = r.probe.as_ref().unwrap();
+            assert_eq!(probe.alphas.len(), config.probes);
+            // F(b) and F(x) are measured whether or not the probe shapes the cells.
+            let t = b.targets[i];
+            assert!((r.f_input - fx[i][t]).abs() < 1e-5 * (1.0 + fx[i][t].abs()));
+            assert!((r.f_baseline - fb[i][t]).abs() < 1e-5 * (1.0 + fb[i][t].abs()));
+            assert!(r.budget_spent <= 96.0 + 1e-9);
+            let err = relative_l2(
+                &e.values[i * dim..(i + 1) * dim],
+                &reference[i * dim..(i + 1) * dim],
+            );
+            assert!(err < 5e-3, "{config:?}, image {i}: error {err:.2e}");
+        }
+    }
+    assert_eq!(
+        submissions[0] + 1,
+        submissions[1],
+        "a probe that shapes the cells takes a round of its own, one that does not shares the first"
+    );
+}
+
 /// IDG's points are cell centres; the cells are recovered from them (each edge halfway between).
 fn idg_widths(alphas: &[f64]) -> Vec<f64> {
     let mut edges = vec![0.0];

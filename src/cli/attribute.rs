@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long, default_value = "zero")]
     baseline: String,
     /// riemann_left, riemann_right, riemann_middle, riemann_trapezoid, gausslegendre (Captum's rules),
-    /// adaptive (probe-shaped soft cells with refinement), split (Split IG) or idg (Integrated Decision
+    /// adaptive (soft cells with refinement rounds), split (Split IG) or idg (Integrated Decision
     /// Gradients)
     #[arg(long, default_value = "gausslegendre")]
     method: String,
