@@ -1,11 +1,14 @@
 // Per row: the target logit F at the path point and, for gradient rows, |dF/dx|, dF/dalpha and the
 // gradient's fingerprint (see `Row`), written into the row table. One workgroup per row; the sums are
-// fixed-order tree reductions (deterministic).
+// fixed-order tree reductions (deterministic). With ROW_LANES each lane is a row instead and sums its
+// values in order, in blocks: on a CPU adapter a workgroup barrier is costly, and lanes over rows
+// need none.
 // With FOLDED (the first conv's input gradient is taken after the sum, see accumulate.wgsl) the
 // gradient is the max-pool's output gradient after that conv: dF/dalpha = dF/dz . (z(x) - z(b)) for the
 // conv's outputs z, read where each window's maximum was; |dF/dx| and the fingerprint are not
 // computed (0).
-// Specialization: WORKGROUP_SIZE (a power of two), LEN (values per row of the gradient), CLASSES;
+// Specialization: WORKGROUP_SIZE (a power of two without ROW_LANES), LEN (values per row of the
+// gradient), CLASSES;
 // FOLDED: ACC_LEN (the conv's outputs per image).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
@@ -22,6 +25,51 @@ const NONE: u32 = 0xffffffffu;
 @group(0) @binding(5) var<storage, read> images: array<f32>;
 //#endif
 
+// |g|^2, g . (x - b), g . p over values d0 ..< d1, step `step`, of gradient row r (of image `image`).
+fn sums(r: u32, image: u32, d0: u32, d1: u32, step: u32) -> vec3<f32> {
+    var sum = vec3<f32>(0.0);
+    for (var d = d0; d < d1; d += step) {
+        let g = grad[r * LEN + d];
+//#if FOLDED
+        let at = argmax[r * LEN + d];
+        let j = select(0u, at, at != NONE);
+        sum.y += select(0.0, g * delta[image * ACC_LEN + j], at != NONE);
+//#else
+        let delta = images[image * LEN + d] - images[(chunk.images + image) * LEN + d];
+        sum += g * vec3<f32>(g, delta, probe_weight(d));
+//#endif
+    }
+    return sum;
+}
+
+fn write(r: u32, sum: vec3<f32>) {
+    rows[r].f = logits[r * CLASSES + rows[r].logit];
+    rows[r].grad_norm = sqrt(sum.x);
+    rows[r].slope = sum.y;
+    rows[r].probe = sum.z;
+}
+
+//#if ROW_LANES
+// Values summed apart before they join the row's total, to keep the rounding error small.
+const BLOCK: u32 = 64u;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) local: u32) {
+    let r = invocation_index(wg, groups, local);
+    if (r >= chunk.rows) {
+        return;
+    }
+    var sum = vec3<f32>(0.0);
+    if (r < chunk.grad_rows) {
+        let image = rows[r].image;
+        for (var d0 = 0u; d0 < LEN; d0 += BLOCK) {
+            sum += sums(r, image, d0, min(d0 + BLOCK, LEN), 1u);
+        }
+    }
+    write(r, sum);
+}
+//#else
 var<workgroup> partial: array<vec3<f32>, WORKGROUP_SIZE>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
@@ -31,21 +79,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     if (r >= chunk.rows) {
         return;
     }
-    let image = rows[r].image;
-    // |g|^2, g . (x - b), g . p
     var sum = vec3<f32>(0.0);
     if (r < chunk.grad_rows) {
-        for (var d = local; d < LEN; d += WORKGROUP_SIZE) {
-            let g = grad[r * LEN + d];
-//#if FOLDED
-            let at = argmax[r * LEN + d];
-            let j = select(0u, at, at != NONE);
-            sum.y += select(0.0, g * delta[image * ACC_LEN + j], at != NONE);
-//#else
-            let delta = images[image * LEN + d] - images[(chunk.images + image) * LEN + d];
-            sum += g * vec3<f32>(g, delta, probe_weight(d));
-//#endif
-        }
+        sum = sums(r, rows[r].image, local, LEN, WORKGROUP_SIZE);
     }
     partial[local] = sum;
     workgroupBarrier();
@@ -56,9 +92,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         workgroupBarrier();
     }
     if (local == 0u) {
-        rows[r].f = logits[r * CLASSES + rows[r].logit];
-        rows[r].grad_norm = sqrt(partial[0].x);
-        rows[r].slope = partial[0].y;
-        rows[r].probe = partial[0].z;
+        write(r, partial[0]);
     }
 }
+//#endif

@@ -117,7 +117,7 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 10] = [
+const FLAGS: [(Kernel, &str, &[bool]); 11] = [
     (Kernel::Conv2dWinogradForward, "CHECKED", &[false]),
     (Kernel::Conv2dWinogradWeightGrad, "POOLED", &[false]),
     (Kernel::Conv2dBackward, "POOLED", &[false, true]),
@@ -126,6 +126,7 @@ const FLAGS: [(Kernel, &str, &[bool]); 10] = [
     (Kernel::Conv2dForward, "ENDS", &[false]),
     (Kernel::MaxPoolForward, "AFFINE", &[false]),
     (Kernel::Diagnostics, "FOLDED", &[false]),
+    (Kernel::Diagnostics, "ROW_LANES", &[false]),
     (Kernel::Accumulate, "FOLDED", &[false]),
     (Kernel::Finish, "FOLDED", &[false]),
 ];

@@ -212,6 +212,11 @@ pub struct Tiling {
     /// Training's linear weight gradient: lanes per workgroup, input features per lane, outputs per
     /// workgroup.
     pub linear_grad: [usize; 3],
+    /// Attribution's per-row sums (diagnostics.wgsl): 0 for a workgroup per row and a tree reduction
+    /// (GPUs), else a lane per row in workgroups of this many lanes. On lavapipe a workgroup barrier
+    /// is costly: lanes over rows took about half the tree's time (0.11-0.18 of the Winograd input
+    /// gradient's against 0.25-0.29, BENCHMARKS.md).
+    pub diagnostics_row_lanes: usize,
 }
 
 impl Tiling {
@@ -235,6 +240,7 @@ impl Tiling {
         weight_grad_strip: 4,
         weight_grad_products: 576,
         linear_grad: [8, 16, 16],
+        diagnostics_row_lanes: 8,
     };
 
     pub const GPU: Tiling = Tiling {
@@ -257,6 +263,7 @@ impl Tiling {
         weight_grad_strip: 2,
         weight_grad_products: 144,
         linear_grad: [64, 4, 8],
+        diagnostics_row_lanes: 0,
     };
 
     /// The tiling suited to an adapter: [`Tiling::CPU`] for software adapters, else [`Tiling::GPU`].
@@ -1229,11 +1236,24 @@ impl Program {
                 let mut bindings = vec![(0, Chunk), (2, gradient), (3, logits), (4, Rows)];
                 bindings.push((5, if folded_pool.is_some() { Ends } else { Images }));
                 bindings.extend(folded_pool.map(|a| (6, a)));
+                let (spec, extent) = match t.diagnostics_row_lanes {
+                    0 => (elementwise(len), Extent::Workgroups { of: Count::Rows }),
+                    lanes => (
+                        Spec::default()
+                            .u32("WORKGROUP_SIZE", lanes)
+                            .u32("LEN", len)
+                            .flag("ROW_LANES", true),
+                        Extent::Invocations {
+                            per: 1,
+                            of: Count::Rows,
+                        },
+                    ),
+                };
                 dispatches.push(dispatch(
                     Kernel::Diagnostics,
-                    folded_spec(elementwise(len).u32("CLASSES", classes)),
+                    folded_spec(spec.u32("CLASSES", classes)),
                     bindings,
-                    Extent::Workgroups { of: Count::Rows },
+                    extent,
                     "diagnostics".into(),
                 ));
                 let mut bindings =
