@@ -1,19 +1,21 @@
 // One step of Adam on one layer's weights then bias, as torch.optim.Adam:
 // m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; p -= (lr / c1) m / (sqrt(v) / sqrt(c2) + eps),
 // with the bias corrections c1 = 1 - b1^t, c2 = 1 - b2^t computed on the host.
+// Each invocation updates 4 values (LEN, the layer's weights and bias, is padded to whole vec4s): on
+// lavapipe every storage access is a gather or scatter, and a vec4 one costs about as much as a scalar.
 // Specialization: WORKGROUP_SIZE, LEN.
 
 @group(0) @binding(0) var<uniform> step: Step;
-@group(0) @binding(1) var<storage, read_write> params: array<f32>;
-@group(0) @binding(2) var<storage, read> grads: array<f32>;
-@group(0) @binding(3) var<storage, read_write> m1: array<f32>;
-@group(0) @binding(4) var<storage, read_write> m2: array<f32>;
+@group(0) @binding(1) var<storage, read_write> params: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> grads: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> m1: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> m2: array<vec4<f32>>;
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) local: u32) {
     let i = invocation_index(wg, groups, local);
-    if (i >= LEN) {
+    if (i >= LEN / 4u) {
         return;
     }
     let g = grads[i] + step.weight_decay * params[i];

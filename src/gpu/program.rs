@@ -1325,7 +1325,7 @@ impl Program {
                         elementwise(len),
                         bindings,
                         Extent::Invocations {
-                            per: len,
+                            per: len / 4,
                             of: Count::One,
                         },
                         format!("{} (layer {i})", kernel.name()),
