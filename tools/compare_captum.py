@@ -4,6 +4,7 @@
     python tools/compare_captum.py speed [--model assets/mnist_cnn.safetensors] [--batch 1 100] [--steps 50]
                                          [--device cpu|cuda] [--rounds 3] [--gig-args ...]
     python tools/compare_captum.py accuracy [--count 16] [--goal 4e-4] [--batch 1 16] [--device cpu|cuda]
+                                            [--reference REF.npy]
 
 parity: for several CNNs other than the shipped one (random weights, odd shapes), every quadrature rule,
 a zero and a random baseline, runs `gig attribute` and Captum (float32) and prints the relative L2
@@ -20,7 +21,8 @@ shipped digits agree, and prints gradient evaluations per second of each and the
 rounds). Captum runs on --device (cpu, or cuda where PyTorch has a GPU) with torch's default threads.
 
 accuracy: time to an attribution within --goal (median relative L2 against exact IG) on held-out digits.
-Exact IG comes from `gig attribute --method exact` (f64, walking each path's linear pieces). Captum runs
+Exact IG comes from `gig attribute --method exact` (f64, walking each path's linear pieces; minutes, so
+--reference keeps it in a file for later runs with the same model and count). Captum runs
 each uniform rule at growing step counts until its median error meets the goal; gig runs `adaptive` at
 growing budgets likewise. Then gig's cheapest budget and every Captum rule that meets the goal at
 Captum's fewest steps are timed side by side (alternating, --rounds rounds, same batch), and the ratio of
@@ -252,7 +254,16 @@ def accuracy(args):
             a, _ = gig_attribute(args.gig, args.model, x_path, "zero", targets, method, steps, out)
             return a
 
-        exact = gig_run("exact", 1)
+        # Exact IG takes minutes (about 10 s per digit and core): --reference keeps it between runs.
+        if args.reference and os.path.exists(args.reference):
+            exact = np.load(args.reference)
+            if exact.shape != digits.shape:
+                raise SystemExit(f"{args.reference} holds shape {exact.shape}, not {digits.shape}: "
+                                 "another --count or model? delete it to recompute")
+        else:
+            exact = gig_run("exact", 1)
+            if args.reference:
+                np.save(args.reference, exact)
         errors = lambda a: np.median([rel(a[i], exact[i]) for i in range(len(a))])  # noqa: E731
         print(f"exact IG of {args.count} held-out digits (gig --method exact, f64)")
         best = {}
@@ -347,6 +358,8 @@ def main():
     ac.add_argument("--device", default="cpu")
     ac.add_argument("--rounds", type=int, default=3)
     ac.add_argument("--repeat", type=int, default=5)
+    ac.add_argument("--reference", help="keep gig's exact IG of the digits in this .npy (computed and written "
+                    "if it does not exist, else read; it must be for the same --model and --count)")
     ac.add_argument("--gig-args", nargs=argparse.REMAINDER, default=[])
     args = p.parse_args()
     sys.exit({"parity": parity, "speed": speed, "accuracy": accuracy}[args.command](args))

@@ -1486,18 +1486,20 @@ fn weight_grad_dispatches(
                 Kernel::Conv2dWeightGrad
             };
             if let Some((p, pool_shape, argmax)) = pooled {
-                // Strips of whole windows, so that each window's choice is read once.
-                px = px.next_multiple_of(p.kernel[1]);
                 let [_, ph, pw] = pool_shape.chw();
                 spec = spec
                     .flag("POOLED", true)
-                    .u32("KPH", p.kernel[0])
-                    .u32("KPW", p.kernel[1])
                     .u32("POOL_H", ph)
                     .u32("POOL_W", pw);
+                if !winograd {
+                    // Strips of whole windows, so that each window's choice is read once.
+                    px = px.next_multiple_of(p.kernel[1]);
+                    spec = spec.u32("KPH", p.kernel[0]).u32("KPW", p.kernel[1]);
+                }
                 bindings.push((5, Argmax(argmax)));
             }
-            let spec = spec.u32("PX", px);
+            // The Winograd kernel's tiles are 2x2 blocks (pool windows) of the whole plane.
+            let spec = if winograd { spec } else { spec.u32("PX", px) };
             let tiles = c.out_channels.div_ceil(ocb) * c.in_channels.div_ceil(icb);
             let share = c.out_channels * (c.in_channels * c.kernel[0] * c.kernel[1] + 1);
             let bias = share - c.out_channels;
