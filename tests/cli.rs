@@ -1,7 +1,7 @@
 //! The `gig` binary: the README's main command works, and bad input gives a clear error and a non-zero
 //! exit, never a panic.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 const MODEL: &str = "assets/mnist_cnn.safetensors";
@@ -15,10 +15,12 @@ fn gig(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gig-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh temporary directory, removed when the test ends.
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("gig-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn text(p: &Path) -> String {
@@ -57,7 +59,8 @@ fn npy_shape(path: &Path) -> (Vec<usize>, Vec<f32>) {
 
 #[test]
 fn attribute_on_the_shipped_model_and_digit() {
-    let dir = scratch("main");
+    let tmp = scratch("main");
+    let dir = tmp.path();
     let (out, heat) = (dir.join("a.npy"), dir.join("h.png"));
     let o = gig(&[
         "attribute",
@@ -100,7 +103,8 @@ fn attribute_on_the_shipped_model_and_digit() {
 
 #[test]
 fn several_inputs_targets_baselines_and_the_cpu_backend() {
-    let dir = scratch("many");
+    let tmp = scratch("many");
+    let dir = tmp.path();
     let (gpu_out, cpu_out) = (dir.join("g.npy"), dir.join("c.npy"));
     let common = [
         "attribute",
@@ -153,7 +157,8 @@ fn info_lists_the_chosen_adapter() {
 
 #[test]
 fn adaptive_split_and_idg_report_what_they_spent() {
-    let dir = scratch("methods");
+    let tmp = scratch("methods");
+    let dir = tmp.path();
     let out = text(&dir.join("a.npy"));
     // Forward-only points: adaptive measures F(b) and F(x), split a 17-point probe and the cut, idg
     // a 17-point probe.
@@ -198,7 +203,8 @@ fn adaptive_split_and_idg_report_what_they_spent() {
 #[test]
 fn study_prints_errors_against_exact_ig() {
     // A small model on the shipped digits keeps the exact reference quick.
-    let dir = scratch("study");
+    let tmp = scratch("study");
+    let dir = tmp.path();
     let model = dir.join("small.safetensors");
     gig::Model::random_from_arch("conv(1,2,5,s3) relu flatten linear(128,10)", [1, 28, 28], 3)
         .unwrap()
@@ -253,7 +259,8 @@ fn study_prints_errors_against_exact_ig() {
 
 #[test]
 fn bad_model_files() {
-    let dir = scratch("model");
+    let tmp = scratch("model");
+    let dir = tmp.path();
     let bytes = std::fs::read(MODEL).unwrap();
     let truncated = dir.join("truncated.safetensors");
     std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
@@ -311,7 +318,8 @@ fn bad_model_files() {
 
 #[test]
 fn bad_arguments() {
-    let dir = scratch("args");
+    let tmp = scratch("args");
+    let dir = tmp.path();
     let out = text(&dir.join("a.npy"));
     let with = |extra: &[&str]| attribute(&out, extra);
     fails_with(
@@ -342,7 +350,8 @@ fn bad_arguments() {
 
 #[test]
 fn compare_methods_in_the_heatmap_grid_and_plot_the_path() {
-    let dir = scratch("pictures");
+    let tmp = scratch("pictures");
+    let dir = tmp.path();
     let (out, heat, plot) = (dir.join("a.npy"), dir.join("h.png"), dir.join("p.svg"));
     let o = gig(&[
         "attribute",
@@ -389,7 +398,8 @@ fn compare_methods_in_the_heatmap_grid_and_plot_the_path() {
 
 #[test]
 fn bad_picture_arguments() {
-    let dir = scratch("picture-args");
+    let tmp = scratch("picture-args");
+    let dir = tmp.path();
     let out = text(&dir.join("a.npy"));
     let heat = text(&dir.join("h.png"));
     let with = |extra: &[&str]| attribute(&out, extra);
@@ -427,7 +437,8 @@ fn bad_picture_arguments() {
 
 #[test]
 fn bad_inputs() {
-    let dir = scratch("inputs");
+    let tmp = scratch("inputs");
+    let dir = tmp.path();
     let out = text(&dir.join("a.npy"));
     let big = dir.join("big.png");
     image::GrayImage::new(32, 30).save(&big).unwrap();
@@ -493,7 +504,8 @@ fn bad_inputs() {
 #[test]
 fn train_and_eval_on_a_folder_of_pngs() {
     // Two classes of 8x8 images: a bright left half or a bright right half.
-    let dir = scratch("pngs");
+    let tmp = scratch("pngs");
+    let dir = tmp.path();
     let data = dir.join("data");
     for (class, left) in [("left", true), ("right", false)] {
         std::fs::create_dir_all(data.join(class)).unwrap();
@@ -568,10 +580,11 @@ fn eval_of_the_shipped_model_and_bad_data() {
         serde_json::from_str(String::from_utf8(o.stdout).unwrap().trim()).unwrap();
     assert_eq!(j["count"], 2000);
     assert!(j["accuracy"].as_f64().unwrap() >= 0.975, "{j}");
-    let dir = scratch("baddata");
+    let tmp = scratch("baddata");
+    let dir = tmp.path();
     std::fs::write(dir.join("images-idx3-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1]).unwrap();
     std::fs::write(dir.join("labels-idx1-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1, 3]).unwrap();
-    let o = gig(&["eval", "--model", MODEL, "--data", &text(&dir)]);
+    let o = gig(&["eval", "--model", MODEL, "--data", &text(dir)]);
     fails_with(&o, "bad magic");
     let o = gig(&[
         "train",
@@ -613,7 +626,8 @@ fn bench_times_given_images() {
     assert_eq!(json["batch"], 3, "{json}");
     assert!(json["gradient_evaluations_per_s"].as_f64().unwrap() > 0.0);
     // An image of the wrong size is named.
-    let dir = scratch("bench");
+    let tmp = scratch("bench");
+    let dir = tmp.path();
     let small = dir.join("small.npy");
     gig::Tensor::new(vec![1, 1, 5, 5], vec![0.5; 25])
         .unwrap()

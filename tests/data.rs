@@ -11,12 +11,12 @@ fn asset(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// A fresh, empty temporary directory for one test.
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gig-data-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty temporary directory for one test, removed when the test ends.
+fn temp_dir(test: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("gig-data-{test}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn idx_images(count: u32, rows: u32, cols: u32, pixels: &[u8]) -> Vec<u8> {
@@ -44,12 +44,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// Writes an image file and a label file into a fresh directory and returns the error of reading them.
-fn idx_error(test: &str, images: &[u8], labels: &[u8]) -> (String, PathBuf) {
-    let dir = temp_dir(test);
+fn idx_error(test: &str, images: &[u8], labels: &[u8]) -> String {
+    let dir_tmp = temp_dir(test);
+    let dir = dir_tmp.path();
     std::fs::write(dir.join("images-idx3-ubyte"), images).unwrap();
     std::fs::write(dir.join("labels-idx1-ubyte"), labels).unwrap();
-    let e = Dataset::load(&dir).unwrap_err().to_string();
-    (e, dir)
+    Dataset::load(dir).unwrap_err().to_string()
 }
 
 fn assert_names(e: &str, file: &str, problem: &str) {
@@ -106,7 +106,8 @@ fn image_8005_is_the_shipped_seven() {
 
 #[test]
 fn raw_idx_files_read_like_gzip_ones() {
-    let dir = temp_dir("raw");
+    let dir_tmp = temp_dir("raw");
+    let dir = dir_tmp.path();
     let pixels = [0, 255, 51, 102, 0, 0, 0, 255];
     std::fs::write(
         dir.join("train-images-idx3-ubyte"),
@@ -114,14 +115,15 @@ fn raw_idx_files_read_like_gzip_ones() {
     )
     .unwrap();
     std::fs::write(dir.join("train-labels-idx1-ubyte"), idx_labels(&[3, 1])).unwrap();
-    let raw = Dataset::load(&dir).unwrap();
+    let raw = Dataset::load(dir).unwrap();
     assert_eq!(
         (raw.shape, raw.labels.clone(), raw.classes),
         ([1, 2, 2], vec![3, 1], 4)
     );
     assert_eq!(raw.image(0), &[0.0, 1.0, 0.2, 0.4]);
 
-    let gz = temp_dir("raw-gz");
+    let gz_tmp = temp_dir("raw-gz");
+    let gz = gz_tmp.path();
     let (images, labels) = (
         gz.join("a-images-idx3-ubyte.gz"),
         gz.join("a-labels-idx1-ubyte.gz"),
@@ -135,7 +137,8 @@ fn raw_idx_files_read_like_gzip_ones() {
 
 #[test]
 fn load_picks_the_one_complete_idx_pair_or_asks_for_one() {
-    let dir = temp_dir("pairs");
+    let dir_tmp = temp_dir("pairs");
+    let dir = dir_tmp.path();
     let one = idx_images(1, 1, 1, &[255]);
     std::fs::write(dir.join("train-images-idx3-ubyte.gz"), gzip(&one)).unwrap();
     std::fs::write(dir.join("t10k-images-idx3-ubyte.gz"), gzip(&one)).unwrap();
@@ -145,14 +148,14 @@ fn load_picks_the_one_complete_idx_pair_or_asks_for_one() {
     )
     .unwrap();
     // Only the train images have their labels.
-    assert_eq!(Dataset::load(&dir).unwrap().labels, [4]);
+    assert_eq!(Dataset::load(dir).unwrap().labels, [4]);
 
     std::fs::write(
         dir.join("t10k-labels-idx1-ubyte.gz"),
         gzip(&idx_labels(&[6])),
     )
     .unwrap();
-    let e = Dataset::load(&dir).unwrap_err().to_string();
+    let e = Dataset::load(dir).unwrap_err().to_string();
     assert_names(&e, "t10k-images-idx3-ubyte.gz", "holds 2 IDX data sets");
     assert!(e.contains("train-images-idx3-ubyte.gz"), "{e}");
     // Pointing at one image file picks its pair.
@@ -162,7 +165,8 @@ fn load_picks_the_one_complete_idx_pair_or_asks_for_one() {
 
 #[test]
 fn png_folders_give_classes_in_sorted_order() {
-    let dir = temp_dir("png");
+    let dir_tmp = temp_dir("png");
+    let dir = dir_tmp.path();
     // Made in reverse order: the class index must come from the sorted names, not the creation order.
     for (class, value) in [("zebra", 200), ("ant", 10)] {
         std::fs::create_dir(dir.join(class)).unwrap();
@@ -171,7 +175,7 @@ fn png_folders_give_classes_in_sorted_order() {
         }
     }
     std::fs::write(dir.join("zebra").join("notes.txt"), "not an image").unwrap();
-    let d = Dataset::load(&dir).unwrap();
+    let d = Dataset::load(dir).unwrap();
     assert_eq!((d.len(), d.shape, d.classes), (6, [1, 2, 3], 2));
     assert_eq!(d.labels, [0, 0, 0, 1, 1, 1]);
     assert_eq!(d.image(1), &[11.0 / 255.0; 6]);
@@ -181,7 +185,7 @@ fn png_folders_give_classes_in_sorted_order() {
     image::RgbImage::from_pixel(3, 2, image::Rgb([255, 0, 51]))
         .save(dir.join("zebra").join("9.png"))
         .unwrap();
-    let d = Dataset::from_png_folders(&dir).unwrap();
+    let d = Dataset::from_png_folders(dir).unwrap();
     assert_eq!((d.len(), d.shape), (7, [3, 2, 3]));
     assert_eq!(d.image(0), &[10.0 / 255.0; 18]);
     let rgb: Vec<f32> = [1.0, 0.0, 0.2].iter().flat_map(|&v| [v; 6]).collect();
@@ -191,13 +195,13 @@ fn png_folders_give_classes_in_sorted_order() {
 #[test]
 fn bad_magic_is_named() {
     // A label file where the image file belongs.
-    let (e, _) = idx_error("magic", &idx_labels(&[1]), &idx_labels(&[1]));
+    let e = idx_error("magic", &idx_labels(&[1]), &idx_labels(&[1]));
     assert_names(
         &e,
         "images-idx3-ubyte",
         "bad magic 0x00000801, expected 0x00000803 (an IDX image file)",
     );
-    let (e, _) = idx_error("header", &idx_images(3, 2, 2, &[])[..10], &idx_labels(&[1]));
+    let e = idx_error("header", &idx_images(3, 2, 2, &[])[..10], &idx_labels(&[1]));
     assert_names(
         &e,
         "images-idx3-ubyte",
@@ -207,7 +211,7 @@ fn bad_magic_is_named() {
 
 #[test]
 fn truncated_pixels_are_named() {
-    let (e, _) = idx_error(
+    let e = idx_error(
         "truncated",
         &idx_images(3, 2, 2, &[0; 11]),
         &idx_labels(&[0, 1, 2]),
@@ -223,7 +227,7 @@ fn truncated_pixels_are_named() {
 
 #[test]
 fn extra_bytes_are_named() {
-    let (e, _) = idx_error(
+    let e = idx_error(
         "extra",
         &idx_images(3, 2, 2, &[0; 13]),
         &idx_labels(&[0, 1, 2]),
@@ -238,7 +242,7 @@ fn extra_bytes_are_named() {
 
     let mut labels = idx_labels(&[0, 1, 2]);
     labels.push(9);
-    let (e, _) = idx_error("extra-labels", &idx_images(3, 2, 2, &[0; 12]), &labels);
+    let e = idx_error("extra-labels", &idx_images(3, 2, 2, &[0; 12]), &labels);
     assert_names(&e, "labels-idx1-ubyte", "extra bytes after the data");
     assert!(
         e.contains("header says 3 labels but the file holds 4 bytes"),
@@ -248,7 +252,7 @@ fn extra_bytes_are_named() {
 
 #[test]
 fn image_and_label_counts_must_agree() {
-    let (e, _) = idx_error(
+    let e = idx_error(
         "counts",
         &idx_images(3, 2, 2, &[0; 12]),
         &idx_labels(&[0, 1]),
@@ -270,10 +274,11 @@ fn labels_out_of_range_are_named_with_their_image() {
         "is out of range (the labels must be 0..4)",
     );
 
-    let dir = temp_dir("range");
+    let dir_tmp = temp_dir("range");
+    let dir = dir_tmp.path();
     std::fs::write(dir.join("images-idx3-ubyte"), idx_images(3, 1, 1, &[0; 3])).unwrap();
     std::fs::write(dir.join("labels-idx1-ubyte"), idx_labels(&[1, 0, 12])).unwrap();
-    let d = Dataset::load(&dir).unwrap();
+    let d = Dataset::load(dir).unwrap();
     assert_eq!(d.classes, 13);
     // The image is named by its index in the file, also after a split.
     let test = d.split(Split::Test, 1).unwrap();
@@ -288,11 +293,12 @@ fn labels_out_of_range_are_named_with_their_image() {
 
 #[test]
 fn truncated_gzip_is_named() {
-    let dir = temp_dir("gzip");
+    let dir_tmp = temp_dir("gzip");
+    let dir = dir_tmp.path();
     let gz = gzip(&idx_images(4, 28, 28, &[7; 4 * 784]));
     std::fs::write(dir.join("images-idx3-ubyte.gz"), &gz[..gz.len() / 2]).unwrap();
     std::fs::write(dir.join("labels-idx1-ubyte.gz"), gzip(&idx_labels(&[0; 4]))).unwrap();
-    let e = Dataset::load(&dir).unwrap_err().to_string();
+    let e = Dataset::load(dir).unwrap_err().to_string();
     assert_names(
         &e,
         "images-idx3-ubyte.gz",
@@ -302,31 +308,33 @@ fn truncated_gzip_is_named() {
 
 #[test]
 fn png_images_of_different_sizes_are_named() {
-    let dir = temp_dir("png-sizes");
+    let dir_tmp = temp_dir("png-sizes");
+    let dir = dir_tmp.path();
     for class in ["a", "b"] {
         std::fs::create_dir(dir.join(class)).unwrap();
         write_png(&dir.join(class).join("0.png"), 4, 4, 0);
     }
     write_png(&dir.join("b").join("1.png"), 5, 4, 0);
-    let e = Dataset::load(&dir).unwrap_err().to_string();
+    let e = Dataset::load(dir).unwrap_err().to_string();
     assert_names(&e, "1.png", "5x4 pixels");
     assert!(e.contains("all images must have the same size"), "{e}");
 }
 
 #[test]
 fn an_empty_directory_says_what_was_expected() {
-    let dir = temp_dir("empty");
-    let e = Dataset::load(&dir).unwrap_err().to_string();
+    let dir_tmp = temp_dir("empty");
+    let dir = dir_tmp.path();
+    let e = Dataset::load(dir).unwrap_err().to_string();
     assert_names(&e, &dir.display().to_string(), "no data set found");
     assert!(
         e.contains("idx3-ubyte") && e.contains("sub-folder of PNG images"),
         "{e}"
     );
 
-    let e = Dataset::from_png_folders(&dir).unwrap_err().to_string();
+    let e = Dataset::from_png_folders(dir).unwrap_err().to_string();
     assert_names(&e, &dir.display().to_string(), "no class folders");
     std::fs::create_dir(dir.join("cats")).unwrap();
-    let e = Dataset::load(&dir).unwrap_err().to_string();
+    let e = Dataset::load(dir).unwrap_err().to_string();
     assert_names(&e, "cats", "no PNG images in this class folder");
 }
 

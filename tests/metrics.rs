@@ -313,7 +313,8 @@ const SMALL_RUN: [&str; 18] = [
 
 #[test]
 fn eval_attr_prints_a_table_json_and_csv() {
-    let csv = std::env::temp_dir().join(format!("gig-eval-attr-{}.csv", std::process::id()));
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("eval-attr.csv");
     let mut args = SMALL_RUN.to_vec();
     args.extend(["--csv", csv.to_str().unwrap()]);
     let o = gig(&args);
@@ -353,7 +354,6 @@ fn eval_attr_prints_a_table_json_and_csv() {
         "{}",
         lines[1]
     );
-    std::fs::remove_file(csv).ok();
 
     let table = gig(&SMALL_RUN[..SMALL_RUN.len() - 1]);
     assert!(table.status.success());

@@ -152,16 +152,15 @@ fn tensor_problems_name_the_layer() {
 
 #[test]
 fn load_names_the_file() {
-    let dir = std::env::temp_dir().join(format!("gig-model-file-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("bad.safetensors");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.safetensors");
     std::fs::write(&path, &file(&good_tensors(), META)[..40]).unwrap();
     let e = Model::load(&path).unwrap_err().to_string();
     assert!(
         e.contains("bad.safetensors") && e.contains("not a valid safetensors file"),
         "{e}"
     );
-    let e = Model::load(dir.join("missing.safetensors"))
+    let e = Model::load(dir.path().join("missing.safetensors"))
         .unwrap_err()
         .to_string();
     assert!(e.contains("missing.safetensors"), "{e}");

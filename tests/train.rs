@@ -203,7 +203,8 @@ fn a_short_run_on_real_digits_lowers_the_loss() {
         "accuracy {before} -> {after}"
     );
     // The written file loads back with the same weights.
-    let path = std::env::temp_dir().join(format!("gig-train-{}.safetensors", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trained.safetensors");
     trained.save(&path).unwrap();
     let back = Model::load(&path).unwrap();
     assert_eq!(back.params(4), trained.params(4));
@@ -230,9 +231,8 @@ fn pytorch_loads_a_model_written_by_gig() {
         5,
     )
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("gig-torch-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (path, inputs) = (dir.join("m.safetensors"), dir.join("x.npy"));
+    let dir = tempfile::tempdir().unwrap();
+    let (path, inputs) = (dir.path().join("m.safetensors"), dir.path().join("x.npy"));
     model.save(&path).unwrap();
     let x = uniform(3 * 144, 0.0, 1.0, 9);
     gig::Tensor::new(vec![3, 1, 12, 12], x.clone())

@@ -10,12 +10,6 @@ use gig::visualize::{
 };
 use image::RgbImage;
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("gig-visualize-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
 fn pixels(img: &RgbImage) -> Vec<[u8; 3]> {
     img.pixels().map(|p| p.0).collect()
 }
@@ -318,7 +312,8 @@ fn grid_columns_widen_for_long_titles_and_bad_panels_are_named() {
 
 #[test]
 fn heatmap_write_puts_each_input_beside_its_signed_map() {
-    let path = scratch("heatmap.png");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("heatmap.png");
     let inputs = [INPUT, INPUT].concat();
     let attrs = [ATTR, ATTR].concat();
     gig::heatmap::write(&path, &inputs, &attrs, SHAPE, 10).unwrap();
@@ -384,7 +379,8 @@ fn split_report(image: usize) -> Report {
 
 #[test]
 fn path_plot_writes_png_panels_and_svg_text() {
-    let png = scratch("path.png");
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("path.png");
     plot::path_plot(&png, &[split_report(0), split_report(1)]).unwrap();
     let img = image::open(&png).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (PANEL_SIZE.0, 2 * PANEL_SIZE.1));
@@ -392,7 +388,7 @@ fn path_plot_writes_png_panels_and_svg_text() {
     let dark = img.pixels().filter(|p| is_dark(p)).count();
     assert!(dark > 2000, "{dark} dark pixels");
 
-    let svg = scratch("path.svg");
+    let svg = dir.path().join("path.svg");
     let mut uniform = split_report(1);
     uniform.split = None;
     uniform.probe = None;
@@ -417,16 +413,17 @@ fn path_plot_writes_png_panels_and_svg_text() {
 
 #[test]
 fn path_plot_rejects_other_formats_and_unwritable_paths() {
-    let e = plot::path_plot(scratch("path.jpg"), &[split_report(0)])
+    let dir = tempfile::tempdir().unwrap();
+    let e = plot::path_plot(dir.path().join("path.jpg"), &[split_report(0)])
         .unwrap_err()
         .to_string();
     assert!(e.contains("`.jpg`") && e.contains(".svg"), "{e}");
-    let e = plot::path_plot(scratch("path"), &[split_report(0)])
+    let e = plot::path_plot(dir.path().join("path"), &[split_report(0)])
         .unwrap_err()
         .to_string();
     assert!(e.contains("use .png or .svg"), "{e}");
-    assert!(plot::path_plot(scratch("empty.png"), &[]).is_err());
-    let nowhere = scratch("no-such-dir").join("path.png");
+    assert!(plot::path_plot(dir.path().join("empty.png"), &[]).is_err());
+    let nowhere = dir.path().join("no-such-dir").join("path.png");
     let e = plot::path_plot(&nowhere, &[split_report(0)]).unwrap_err();
     assert!(e.to_string().contains("no-such-dir"), "{e}");
 }
