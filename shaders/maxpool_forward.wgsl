@@ -2,8 +2,9 @@
 // backward pass. Ties go to the first maximum in row-major window order, as in PyTorch. With RELU_INPUT
 // the pool applies the ReLU before it (its input is the ReLU's input): the values are max(v, 0), and a
 // window whose maximum is not positive records no position, since the ReLU passes no gradient there.
-// With SOFT the pool also carries the tangent rows (the tangent of the maximum) and records, instead of a
-// position, each element's share of the cell as the maximum (`window_shares`).
+// With SOFT the pool also carries the tangent rows and records, instead of a position, each element's
+// share of the cell as the maximum (`window_shares`); the tangent is the maximum's mean slope over the
+// cell, each element's slope by its share (with RELU_INPUT the zero line's share adds nothing).
 // With AFFINE (and SOFT) the pool's input is a first conv layer's output folded along the path: for the
 // row's point b + alpha (x - b) it is z(b) + alpha (z(x) - z(b)), with tangent (z(x) - z(b)) cell / 2,
 // read from the conv's outputs at the path's ends (`input`: every image's z(x), then every z(b)).
@@ -59,7 +60,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         var lines: array<f32, WIN>;
         var slopes: array<f32, WIN>;
         var valid: array<bool, WIN>;
-        var best_slope = 0.0;
 //#endif
         for (var ky = 0u; ky < KH; ky++) {
             let iy = i32(oy * SH + ky) - i32(PH);
@@ -95,9 +95,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                 if (best_at == NONE || v > best) {
                     best = v;
                     best_at = at;
-//#if SOFT
-                    best_slope = d;
-//#endif
                 }
             }
         }
@@ -107,12 +104,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         let o = r * OUT_LEN + (c * OUT_H + oy) * OUT_W + ox;
         output[o] = best;
 //#if SOFT
-        output[(chunk.rows + r) * OUT_LEN + (c * OUT_H + oy) * OUT_W + ox] = select(0.0, best_slope, best_at != NONE);
 //#if RELU_INPUT
         let share = window_shares(lines, slopes, valid, true);
 //#else
         let share = window_shares(lines, slopes, valid, false);
 //#endif
+        // The tangent is the maximum's mean slope over the cell: each line's slope by its share.
+        var slope = 0.0;
+        for (var k = 0u; k < WIN; k++) {
+            slope += share[k] * slopes[k];
+        }
+        output[(chunk.rows + r) * OUT_LEN + (c * OUT_H + oy) * OUT_W + ox] = slope;
         for (var k = 0u; k < WIN; k++) {
             argmax[o * WIN + k] = share[k];
         }

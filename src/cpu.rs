@@ -191,7 +191,7 @@ impl CpuBackend {
                     ops::pool::windows(p, shapes[i].chw(), shapes[i + 1].chw(), |o, j| {
                         windows[o].push(j)
                     });
-                    let shares = windows
+                    let shares: Vec<WindowShares> = windows
                         .iter()
                         .map(|w| {
                             let v: Vec<f64> = w.iter().map(|&j| lv[j]).collect();
@@ -202,9 +202,14 @@ impl CpuBackend {
                                 .collect()
                         })
                         .collect();
+                    // The tangent is the mean slope of the maximum over the cell: each line's
+                    // slope by its share.
+                    let tangent = shares
+                        .iter()
+                        .map(|w| w.iter().map(|&(j, s)| s * ld[j]).sum())
+                        .collect();
                     t.pool_shares[i] = Some(shares);
-                    let arg = ops::pool::argmax(p, shapes[i].chw(), shapes[i + 1].chw(), a);
-                    arg.into_iter().map(|j| d[j]).collect()
+                    tangent
                 }
                 // Linear layers carry tangents without their bias.
                 _ => {
@@ -521,5 +526,52 @@ impl Backend for CpuBackend {
 
     fn device(&self) -> String {
         "cpu (f64)".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CpuBackend;
+    use crate::model::Model;
+
+    /// Over a cell the maximum of lines is piecewise linear, so its mean slope is its secant: the
+    /// soft max-pool's tangent must be (max at +half - max at -half) / (2 half), and with a ReLU before
+    /// the pool the same for max(0, lines).
+    #[test]
+    fn a_soft_max_pool_carries_the_secant_slope_of_its_maximum() {
+        let secant = |v: &[f64], d: &[f64], h: f64, relu: bool| {
+            let max = |t: f64| {
+                let m = v.iter().zip(d).map(|(v, d)| v + d * t);
+                m.fold(if relu { 0.0 } else { f64::MIN }, f64::max)
+            };
+            (max(h) - max(-h)) / (2.0 * h)
+        };
+        let (v, d, h) = ([0.0, 0.1, -0.1, -1.0], [1.0, -1.0, 2.0, 0.0], 0.5);
+        let pool = CpuBackend::new(
+            &Model::random_from_arch("maxpool2 flatten linear(1,1)", [1, 2, 2], 1).unwrap(),
+        );
+        let t = pool.trace(&v, &d, h);
+        assert!((t.tangents[1][0] - secant(&v, &d, h, false)).abs() < 1e-12);
+        // The winner at the centre (0.1) falls, but the mean slope over the cell is positive.
+        assert!(t.tangents[1][0] > 0.0);
+
+        let relu_pool = CpuBackend::new(
+            &Model::random_from_arch("relu maxpool2 flatten linear(1,1)", [1, 2, 2], 1).unwrap(),
+        );
+        let (v, d) = ([-0.2, -0.15, -0.3, -1.0], [0.5, -0.1, 1.0, 0.0]);
+        let t = relu_pool.trace(&v, &d, h);
+        let want = secant(&v, &d, h, true);
+        assert!(want > 0.0, "{want}");
+        assert!(
+            (t.tangents[2][0] - want).abs() < 1e-12,
+            "{} {want}",
+            t.tangents[2][0]
+        );
+        // At half-width 0 the tangent is the slope of the maximum at the point.
+        let d = [1.0, -1.0, 2.0, 0.0];
+        assert_eq!(
+            pool.trace(&[0.0, 0.1, -0.1, -1.0], &d, 0.0).tangents[1][0],
+            -1.0
+        );
     }
 }

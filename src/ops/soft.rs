@@ -3,8 +3,9 @@
 //! Along a straight path every pre-activation is a line near a path point: v + vd t, with t the offset
 //! in alpha. Over the cell t in [-half, half] a ReLU is open for a share of the cell and each element of a
 //! max-pool window is the maximum for a share; using those shares in place of the point's 0/1 choices
-//! makes one gradient evaluation stand for the whole cell (to first order). At half = 0 the shares are
-//! the point's own choices.
+//! makes one gradient evaluation stand for the whole cell (to first order). A max-pool's tangent, which
+//! shapes the next layers' lines, is its lines' slopes by their shares: the maximum's mean slope over
+//! the cell. At half = 0 the shares are the point's own choices.
 
 /// Share of the cell in which line i is the first maximum of `v[i] + vd[i] t`. With `relu` a zero line
 /// comes first (it wins ties), so a line must be strictly positive to count; the zero line's own share
