@@ -83,6 +83,20 @@ fn invocation_index(wg: vec3<u32>, groups: vec3<u32>, local: u32) -> u32 {
     return workgroup_index(wg, groups) * WORKGROUP_SIZE + local;
 }
 
+// Workgroup g's tile (x) and block of rows (y) in a grid of `tiles` tiles for every block of
+// `per_block` of `count` rows; x >= tiles for the spare workgroups of a two-dimensional grid. lavapipe
+// hands each of its threads one contiguous range of a grid's workgroups: in block order, with a few
+// blocks, one thread would get the full blocks and another the last, part-empty one, so up to 8 blocks
+// the block varies fastest. With more, block order keeps a block's rows in cache across its tiles and
+// the ranges are balanced anyway (BENCHMARKS.md, "Row blocks vary fastest").
+fn tile_and_block(g: u32, count: u32, per_block: u32, tiles: u32) -> vec2<u32> {
+    let blocks = max((count + per_block - 1u) / per_block, 1u);
+    if (blocks <= 8u) {
+        return vec2<u32>(g / blocks, g % blocks);
+    }
+    return vec2<u32>(g % tiles, g / tiles);
+}
+
 // Component d of the fingerprint vector, in [-1, 1): a PCG hash of d, the same on every device.
 fn probe_weight(d: u32) -> f32 {
     var h = d * 747796405u + 2891336453u;

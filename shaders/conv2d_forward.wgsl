@@ -62,11 +62,12 @@ fn row_count() -> u32 {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
     let g = workgroup_index(wg, groups);
-    let first = (g / TILES) * WORKGROUP_SIZE;
-    if (first >= row_count()) {
+    let place = tile_and_block(g, row_count(), WORKGROUP_SIZE, TILES);
+    let first = place.y * WORKGROUP_SIZE;
+    if (place.x >= TILES || first >= row_count()) {
         return;
     }
-    let tile = g % TILES;
+    let tile = place.x;
     let oc0 = (tile / (GRID_H * STRIPS)) * OCB;
     let gy = (tile / STRIPS) % GRID_H;
     let gx0 = (tile % STRIPS) * PX;

@@ -35,11 +35,12 @@ const SPAN: u32 = (PX - 1u) * SW + KW;
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
     let g = workgroup_index(wg, groups);
-    let r = (g / TILES) * WORKGROUP_SIZE + lane;
-    if (r >= chunk.grad_rows) {
+    let place = tile_and_block(g, chunk.grad_rows, WORKGROUP_SIZE, TILES);
+    let r = place.y * WORKGROUP_SIZE + lane;
+    if (place.x >= TILES || r >= chunk.grad_rows) {
         return;
     }
-    let tile = g % TILES;
+    let tile = place.x;
     let oc0 = (tile / IC_BLOCKS) * OCB;
     let ic0 = (tile % IC_BLOCKS) * ICB;
     let x = r * IN_LEN;

@@ -54,11 +54,12 @@ const SPAN: u32 = 2u * PX + 2u;
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
     let g = workgroup_index(wg, groups);
-    let first = (g / TILES) * WORKGROUP_SIZE;
-    if (first >= chunk.grad_rows) {
+    let place = tile_and_block(g, chunk.grad_rows, WORKGROUP_SIZE, TILES);
+    let first = place.y * WORKGROUP_SIZE;
+    if (place.x >= TILES || first >= chunk.grad_rows) {
         return;
     }
-    let tile = g % TILES;
+    let tile = place.x;
     let ic0 = (tile / (BLOCKS_H * STRIPS)) * ICB;
     let by = (tile / STRIPS) % BLOCKS_H;
     let bx0 = (tile % STRIPS) * PX;

@@ -30,11 +30,12 @@ const BLOCK: u32 = 32u;
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
     let g = workgroup_index(wg, groups);
-    let first = (g / TILES) * WORKGROUP_SIZE * RB;
-    if (first >= chunk.grad_rows) {
+    let place = tile_and_block(g, chunk.grad_rows, WORKGROUP_SIZE * RB, TILES);
+    let first = place.y * WORKGROUP_SIZE * RB;
+    if (place.x >= TILES || first >= chunk.grad_rows) {
         return;
     }
-    let i0 = (g % TILES) * IB;
+    let i0 = place.x * IB;
     var acc: array<array<f32, RB>, IB>;
 //#if SEED
     for (var k = 0u; k < RB; k++) {

@@ -27,11 +27,12 @@ const BLOCK: u32 = 32u;
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
     let g = workgroup_index(wg, groups);
-    let first = (g / TILES) * WORKGROUP_SIZE * RB;
-    if (first >= chunk.rows) {
+    let place = tile_and_block(g, chunk.rows, WORKGROUP_SIZE * RB, TILES);
+    let first = place.y * WORKGROUP_SIZE * RB;
+    if (place.x >= TILES || first >= chunk.rows) {
         return;
     }
-    let o0 = (g % TILES) * OB;
+    let o0 = place.x * OB;
     var x: array<u32, RB>;
     for (var k = 0u; k < RB; k++) {
         let r = first + k * WORKGROUP_SIZE + lane;

@@ -38,11 +38,12 @@ fn share_of(o: u32, ky: u32, kx: u32, j: u32) -> f32 {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
     let g = workgroup_index(wg, groups);
-    let r = (g / TILES) * WORKGROUP_SIZE + lane;
-    if (r >= chunk.grad_rows) {
+    let place = tile_and_block(g, chunk.grad_rows, WORKGROUP_SIZE, TILES);
+    let r = place.y * WORKGROUP_SIZE + lane;
+    if (place.x >= TILES || r >= chunk.grad_rows) {
         return;
     }
-    let tile = g % TILES;
+    let tile = place.x;
 //#if DISJOINT
     let c = tile / (OUT_H * STRIPS);
     let oy = (tile / STRIPS) % OUT_H;

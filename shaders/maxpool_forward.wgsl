@@ -34,11 +34,12 @@ const NONE: u32 = 0xffffffffu;
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
     let g = workgroup_index(wg, groups);
-    let r = (g / TILES) * WORKGROUP_SIZE + lane;
-    if (r >= chunk.rows) {
+    let place = tile_and_block(g, chunk.rows, WORKGROUP_SIZE, TILES);
+    let r = place.y * WORKGROUP_SIZE + lane;
+    if (place.x >= TILES || r >= chunk.rows) {
         return;
     }
-    let tile = g % TILES;
+    let tile = place.x;
     let c = tile / (OUT_H * STRIPS);
     let oy = (tile / STRIPS) % OUT_H;
     let ox0 = (tile % STRIPS) * PX;

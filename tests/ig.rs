@@ -498,6 +498,10 @@ fn soft_kernels_match_the_cpu_twin() {
         let c = CpuBackend::new(&model).evaluate(&b, &plans).unwrap();
         let err = rel_l2(&g.attributions, &c.attributions);
         assert!(err < 1e-5, "{arch}: soft GPU vs CPU {err}");
+        // dF/dalpha of each cell, which refinement aims by.
+        let slopes = |e: &gig::backend::Evaluation| e.gradient_slope.concat();
+        let err = rel_l2(&slopes(&g), &slopes(&c));
+        assert!(err < 1e-5, "{arch}: soft dF/dalpha GPU vs CPU {err}");
         // Cells of width zero are points: the soft kernels then give the ordinary gradient.
         let mut points = cells(10);
         points.cells = vec![0.0; 10];
@@ -902,4 +906,25 @@ fn checked_winograd_takes_the_direct_kernels_decisions() {
             "{arch}: unchecked Winograd vs direct only {unchecked_err}: no fragile decisions"
         );
     }
+}
+
+#[test]
+fn a_kernel_runs_again_alone_after_an_evaluation() {
+    // What benches/kernels.rs times: one dispatch of the last chunk, by itself.
+    let model = small_cnn();
+    let b = batch(&model, 2, 140);
+    let mut e = engine(&model);
+    let err = e.rerun_dispatch(0).unwrap_err().to_string();
+    assert!(err.contains("evaluation"), "{err}");
+    let q = Rule::GaussLegendre.nodes(8).unwrap();
+    integrated_gradients(&mut e, &b, &q).unwrap();
+    let count = e.dispatch_labels().len();
+    for i in 0..count {
+        e.rerun_dispatch(i).unwrap();
+    }
+    let err = e.rerun_dispatch(count).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("dispatch {count} does not exist")),
+        "{err}"
+    );
 }

@@ -86,6 +86,8 @@ pub struct Engine {
     options: EngineOptions,
     tiling: Tiling,
     readback: Option<Readback>,
+    /// The uniform of the last chunk that ran, for [`Engine::rerun_dispatch`].
+    last_chunk: Option<ChunkUniform>,
 }
 
 /// True for dispatches whose work is per row (forward or backward): what one evaluation costs.
@@ -123,6 +125,7 @@ impl Engine {
             options,
             tiling,
             readback: None,
+            last_chunk: None,
         };
         engine.activate(false)?;
         Ok(engine)
@@ -156,6 +159,9 @@ impl Engine {
             );
             self.programs[k] = Some(Compiled::new(&self.gpu, &self.model, program)?);
         }
+        if self.active != k {
+            self.last_chunk = None;
+        }
         self.active = k;
         Ok(())
     }
@@ -185,6 +191,30 @@ impl Engine {
     /// What each dispatch of a chunk is, in order (then `finish`).
     pub fn dispatch_labels(&self) -> Vec<String> {
         self.program().all().map(|d| d.label.clone()).collect()
+    }
+
+    /// Runs dispatch `i` (of [`Engine::dispatch_labels`]) again, alone, as the last chunk of the last
+    /// evaluation ran it, over the buffers as that evaluation left them, and waits for it: one
+    /// kernel's time with nothing else in the submission (benches/kernels.rs). What it writes is of
+    /// no further use; the next evaluation starts afresh.
+    pub fn rerun_dispatch(&mut self, i: usize) -> Result<()> {
+        let Some(uniform) = self.last_chunk else {
+            return Err(Error::Input(
+                "rerun_dispatch needs an evaluation to have run first".into(),
+            ));
+        };
+        let count = self.program().all().count();
+        if i >= count {
+            return Err(Error::Input(format!(
+                "dispatch {i} does not exist: the program has {count}"
+            )));
+        }
+        let c = self.compiled();
+        c.write_chunk(&uniform);
+        let mut encoder = c.gpu.device.create_command_encoder(&Default::default());
+        c.encode(&mut encoder, std::iter::once(i), &uniform);
+        c.gpu.queue.submit([encoder.finish()]);
+        c.gpu.wait()
     }
 
     /// Floating-point operations of one gradient evaluation: every dispatch's work for one row forward
@@ -429,6 +459,7 @@ impl Engine {
         for (ci, chunk) in group.chunks.iter().enumerate() {
             let last = ci + 1 == group.chunks.len();
             let uniform = self.write_chunk(r, chunk);
+            self.last_chunk = Some(uniform);
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             if ci == 0 && r.fresh {
                 encoder.clear_buffer(self.compiled().buffer(Slot::Total), 0, None);
