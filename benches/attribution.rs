@@ -4,27 +4,17 @@
 //! per attribution stay the same (checked before timing).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use gig::{
-    Batch, Engine, EngineOptions, Gpu, GpuOptions, Model, Rule, Tensor, integrated_gradients,
-};
+use gig::{Engine, EngineOptions, Rule, integrated_gradients};
+
+mod common;
 
 fn attribution(c: &mut Criterion) {
-    let model = Model::load("assets/mnist_cnn.safetensors").unwrap();
-    let gpu = Gpu::new(&GpuOptions::default()).unwrap();
+    let (model, gpu, images) = common::shipped();
     let mut engine = Engine::new(&gpu, &model, EngineOptions::default()).unwrap();
-    let digits: Vec<String> = (0..10).map(|d| format!("assets/digits/{d}.png")).collect();
-    let images = Tensor::read_images(&digits, model.input_shape()).unwrap();
     let q = Rule::GaussLegendre.nodes(50).unwrap();
-    let dim = model.input_len();
     let mut group = c.benchmark_group(format!("ig_gausslegendre50/{}", gpu.describe()));
     group.sample_size(10);
-    let batch_of = |batch: usize| {
-        let inputs: Vec<f32> = (0..batch)
-            .flat_map(|i| images.data[(i % 10) * dim..(i % 10 + 1) * dim].to_vec())
-            .collect();
-        let targets = (0..batch).map(|i| i % 10).collect();
-        Batch::new(&model, inputs, vec![0.0; batch * dim], targets).unwrap()
-    };
+    let batch_of = |batch: usize| common::digits(&model, &images, batch);
     for batch in [1usize, 64] {
         let b = batch_of(batch);
         group.throughput(Throughput::Elements((batch * q.len()) as u64));
@@ -66,11 +56,9 @@ fn attribution(c: &mut Criterion) {
     }
 }
 
-// No plots: plotters needs system fonts that headless machines (CI, lavapipe boxes) lack, and it
-// panics without them; the numbers go to the terminal and target/criterion.
 criterion_group! {
     name = benches;
-    config = Criterion::default().without_plots();
+    config = common::criterion();
     targets = attribution
 }
 criterion_main!(benches);

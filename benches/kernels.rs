@@ -1,49 +1,28 @@
 //! Each kernel of the shipped MNIST CNN's attribution programs alone: every dispatch of a chunk, run
 //! again by itself over the buffers an attribution left (`Engine::rerun_dispatch`), for point gradients
-//! (50 Gauss-Legendre steps at batch 1 and at batch 32, the most that fits one chunk on lavapipe) and for soft cells (48 cells at batch 1). Each
-//! sample is one submission and a wait, so at small sizes the adapter's fixed cost per submission is
-//! part of it; `gig bench` gives the GPU time per kernel from timestamps where the adapter has them.
+//! (50 Gauss-Legendre steps at batch 1 and at batch 32, the most that fits one chunk on lavapipe) and
+//! for soft cells (48 cells at batch 1). Each sample is one submission and a wait, so at small sizes
+//! the adapter's fixed cost per submission is part of it; `gig bench` gives the GPU time per kernel
+//! from timestamps where the adapter has them.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gig::schedule::PathPlan;
-use gig::{Backend, Batch, Engine, EngineOptions, Gpu, GpuOptions, Model, Rule, Tensor};
+use gig::{Backend, Engine, EngineOptions, Rule};
 use std::time::Duration;
 
+mod common;
+
 fn kernels(c: &mut Criterion) {
-    let model = Model::load("assets/mnist_cnn.safetensors").unwrap();
-    let gpu = Gpu::new(&GpuOptions::default()).unwrap();
-    let digits: Vec<String> = (0..10).map(|d| format!("assets/digits/{d}.png")).collect();
-    let images = Tensor::read_images(&digits, model.input_shape()).unwrap();
-    let dim = model.input_len();
-    let batch = |n: usize| {
-        let inputs = (0..n)
-            .flat_map(|i| images.data[(i % 10) * dim..(i % 10 + 1) * dim].to_vec())
-            .collect();
-        Batch::new(
-            &model,
-            inputs,
-            vec![0.0; n * dim],
-            (0..n).map(|i| i % 10).collect(),
-        )
-        .unwrap()
-    };
+    let (model, gpu, digits) = common::shipped();
     let points =
         |steps: usize| PathPlan::new(Rule::GaussLegendre.nodes(steps).unwrap(), vec![0.0, 1.0]);
-    let cells = |n: usize| {
-        let q = Rule::RiemannMiddle.nodes(n).unwrap();
-        PathPlan {
-            cells: q.weights.clone(),
-            slots: Vec::new(),
-            gradient: q,
-            forward: vec![0.0, 1.0],
-        }
-    };
+    let cells = |n: usize| PathPlan::cells(Rule::RiemannMiddle.nodes(n).unwrap(), vec![0.0, 1.0]);
     for (name, images, plan) in [
         ("points50_batch1", 1, points(50)),
         ("points50_batch32", 32, points(50)),
         ("cells48_batch1", 1, cells(48)),
     ] {
-        let b = batch(images);
+        let b = common::digits(&model, &digits, images);
         let mut engine = Engine::new(&gpu, &model, EngineOptions::default()).unwrap();
         let plans = vec![plan.clone(); images];
         let stats = engine.evaluate(&b, &plans).unwrap().stats;
@@ -64,11 +43,9 @@ fn kernels(c: &mut Criterion) {
     }
 }
 
-// No plots: plotters needs system fonts that headless machines (CI, lavapipe boxes) lack, and it
-// panics without them; the numbers go to the terminal and target/criterion.
 criterion_group! {
     name = benches;
-    config = Criterion::default().without_plots();
+    config = common::criterion();
     targets = kernels
 }
 criterion_main!(benches);

@@ -35,6 +35,15 @@ impl PathPlan {
         }
     }
 
+    /// A quadrature's points, each standing for a cell of the path as wide as its weight (soft
+    /// kernels), summed into accumulator 0: with midpoint nodes, cells that partition [0, 1].
+    pub fn cells(gradient: Quadrature, forward: Vec<f64>) -> PathPlan {
+        PathPlan {
+            cells: gradient.weights.clone(),
+            ..PathPlan::new(gradient, forward)
+        }
+    }
+
     /// Forward-only points.
     pub fn forward(forward: Vec<f64>) -> PathPlan {
         PathPlan::new(

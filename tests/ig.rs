@@ -467,13 +467,7 @@ fn gpu_tiling_gives_the_same_attributions() {
 
 /// Midpoint cells: n equal cells of [0, 1], each evaluated at its middle as a whole (soft kernels).
 fn cells(n: usize) -> gig::schedule::PathPlan {
-    let q = Rule::RiemannMiddle.nodes(n).unwrap();
-    gig::schedule::PathPlan {
-        cells: q.weights.clone(),
-        slots: Vec::new(),
-        gradient: q,
-        forward: vec![0.0, 1.0],
-    }
+    gig::schedule::PathPlan::cells(Rule::RiemannMiddle.nodes(n).unwrap(), vec![0.0, 1.0])
 }
 
 #[test]
