@@ -4,9 +4,7 @@
 // With SOFT the conv also carries the tangent rows (without the bias) and the ReLU stores each value's
 // open share of the cell (MASK_OUT; see common.wgsl). Soft programs pool in a pass of their own.
 // With ENDS the rows are every image's input then every baseline instead of the chunk's path points (a
-// soft program's folded first layer, see maxpool_forward.wgsl); with DELTA too, one row per image: the
-// conv of x - b without the bias, z(x) - z(b) (for dF/dalpha of a folded input gradient,
-// diagnostics.wgsl).
+// first layer folded along the path, see maxpool_forward.wgsl and maxpool_path.wgsl).
 // Lanes are rows; each workgroup computes one tile for WORKGROUP_SIZE rows: OCB output channels times
 // PX neighbouring outputs (pooled outputs with POOL) of one output row. Each input value loaded serves
 // OCB * KW products and each weight (read at a uniform address) PX products or more.
@@ -47,14 +45,10 @@ const SPAN: u32 = (TILE_W - 1u) * SW + KW;
 const NONE: u32 = 0xffffffffu;
 
 fn row_count() -> u32 {
-//#if DELTA
-    return chunk.images;
-//#else
 //#if ENDS
     return 2u * chunk.images;
 //#else
     return chunk.rows;
-//#endif
 //#endif
 }
 
@@ -82,9 +76,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     }
     let row = r;
     let x = row * IN_LEN;
-//#if DELTA
-    let xb = (chunk.images + row) * IN_LEN;
-//#endif
 
     var acc: array<array<array<f32, TILE_W>, TILE_H>, OCB>;
 //#if SOFT
@@ -113,9 +104,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                     let ix = i32(ox0 * SW + q) - i32(PW);
                     if (inside && ix >= 0 && ix < i32(IN_W)) {
                         xs[ty][q] = input[x + line + u32(ix)];
-//#if DELTA
-                        xs[ty][q] -= input[xb + line + u32(ix)];
-//#endif
 //#if SOFT
                         ts[ty][q] = input[xt + line + u32(ix)];
 //#endif
@@ -158,11 +146,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         }
         // The bias goes last: added first, it would round away the low bits of small products (near a
         // zero baseline every product is small).
-//#if DELTA
-        let b = 0.0;
-//#else
         let b = param(BIAS + oc);
-//#endif
 //#if POOL
         for (var p = 0u; p < PX; p++) {
             let px = gx0 + p;

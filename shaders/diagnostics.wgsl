@@ -5,8 +5,8 @@
 // need none.
 // With FOLDED (the first conv's input gradient is taken after the sum, see accumulate.wgsl) the
 // gradient is the max-pool's output gradient after that conv: dF/dalpha = dF/dz . (z(x) - z(b)) for the
-// conv's outputs z, read where each window's maximum was; |dF/dx| and the fingerprint are not
-// computed (0).
+// conv's outputs z at the path's ends, read where each window's maximum was; |dF/dx| and the
+// fingerprint are not computed (0).
 // Specialization: WORKGROUP_SIZE (a power of two without ROW_LANES), LEN (values per row of the
 // gradient), CLASSES;
 // FOLDED: ACC_LEN (the conv's outputs per image).
@@ -16,8 +16,8 @@
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rows: array<Row>;
 //#if FOLDED
-// Per image, z(x) - z(b) for the first conv's outputs z.
-@group(0) @binding(5) var<storage, read> delta: array<f32>;
+// The first conv's outputs z(x) of every image, then z(b) of every image.
+@group(0) @binding(5) var<storage, read> ends: array<f32>;
 @group(0) @binding(6) var<storage, read> argmax: array<u32>;
 const NONE: u32 = 0xffffffffu;
 //#else
@@ -33,7 +33,8 @@ fn sums(r: u32, image: u32, d0: u32, d1: u32, step: u32) -> vec3<f32> {
 //#if FOLDED
         let at = argmax[r * LEN + d];
         let j = select(0u, at, at != NONE);
-        sum.y += select(0.0, g * delta[image * ACC_LEN + j], at != NONE);
+        let delta = ends[image * ACC_LEN + j] - ends[(chunk.images + image) * ACC_LEN + j];
+        sum.y += select(0.0, g * delta, at != NONE);
 //#else
         let delta = images[image * LEN + d] - images[(chunk.images + image) * LEN + d];
         sum += g * vec3<f32>(g, delta, probe_weight(d));

@@ -23,6 +23,8 @@ pub enum Kernel {
     ReluForward,
     ReluBackward,
     MaxPoolForward,
+    /// A first max-pool at the path's points from a first conv's outputs at the path's ends.
+    MaxPoolPath,
     MaxPoolBackward,
     AvgPoolForward,
     AvgPoolBackward,
@@ -44,7 +46,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    pub const ALL: [Kernel; 26] = [
+    pub const ALL: [Kernel; 27] = [
         Kernel::Path,
         Kernel::Conv2dForward,
         Kernel::Conv2dBackward,
@@ -54,6 +56,7 @@ impl Kernel {
         Kernel::ReluForward,
         Kernel::ReluBackward,
         Kernel::MaxPoolForward,
+        Kernel::MaxPoolPath,
         Kernel::MaxPoolBackward,
         Kernel::AvgPoolForward,
         Kernel::AvgPoolBackward,
@@ -85,6 +88,7 @@ impl Kernel {
             Kernel::ReluForward => "relu_forward",
             Kernel::ReluBackward => "relu_backward",
             Kernel::MaxPoolForward => "maxpool_forward",
+            Kernel::MaxPoolPath => "maxpool_path",
             Kernel::MaxPoolBackward => "maxpool_backward",
             Kernel::AvgPoolForward => "avgpool_forward",
             Kernel::AvgPoolBackward => "avgpool_backward",
@@ -122,6 +126,7 @@ impl Kernel {
             Kernel::ReluForward => include_str!("../../shaders/relu_forward.wgsl"),
             Kernel::ReluBackward => include_str!("../../shaders/relu_backward.wgsl"),
             Kernel::MaxPoolForward => include_str!("../../shaders/maxpool_forward.wgsl"),
+            Kernel::MaxPoolPath => include_str!("../../shaders/maxpool_path.wgsl"),
             Kernel::MaxPoolBackward => include_str!("../../shaders/maxpool_backward.wgsl"),
             Kernel::AvgPoolForward => include_str!("../../shaders/avgpool_forward.wgsl"),
             Kernel::AvgPoolBackward => include_str!("../../shaders/avgpool_backward.wgsl"),

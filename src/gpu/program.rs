@@ -62,7 +62,7 @@ pub enum Slot {
     /// Soft attribution: the open share of stored ReLU mask k.
     Mask(usize),
     /// A folded first layer's outputs at the path's ends: every image's input, then its baseline
-    /// (`Program::ends_len` values each); for a folded input gradient, z(x) - z(b) of every image.
+    /// (`Program::ends_len` values each).
     Ends,
 }
 
@@ -571,9 +571,9 @@ impl Program {
         // Soft programs fold a first conv into the max-pool after it (and the ReLU between): along the
         // straight path its output is z(b) + alpha (z(x) - z(b)), with tangent (z(x) - z(b)) cell / 2,
         // so the conv runs once per image at the path's two ends (ENDS) and the pool reads its input
-        // from those (AFFINE); the path points are never made. Point programs keep the conv fused with
-        // its pool: on lavapipe that reads less than a pool reading z(x) and z(b) for every element.
-        // The pool layer that reads the ends, if any.
+        // from those (AFFINE); the path points are never made. Point programs do the same where they
+        // fold the first conv's input gradient (below), with a pool kernel of their own
+        // (maxpool_path.wgsl). The soft program's pool layer that reads the ends, if any.
         let folded = pool_after(0).filter(|_| soft && fuse).map(|(k, _)| k);
         // Point programs without gradient norms take the first conv's input gradient after the sum
         // over the path: the conv is linear in its input, so sum_k w_k K^T g_k = K^T sum_k w_k g_k
@@ -598,7 +598,7 @@ impl Program {
         };
 
         let mut dispatches = Vec::new();
-        if !training && folded.is_none() {
+        if !training && folded.is_none() && folds_input.is_none() {
             dispatches.push(dispatch(
                 Kernel::Path,
                 elementwise(dim),
@@ -611,8 +611,8 @@ impl Program {
             ));
         }
         if let (Some(_), Layer::Conv2d(c)) = (folds_input, layers[0]) {
-            // z(x) - z(b) for the first conv's outputs z, for dF/dalpha (the per-point conv stays
-            // fused with its pool).
+            // The first conv at the path's ends, z(x) and z(b), for its pool at every point
+            // (maxpool_path.wgsl) and for dF/dalpha; the path points are never made.
             let [_, oh, ow] = shapes[1].chw();
             let px = part(ow, t.conv_strip);
             let ocb = part(c.out_channels, (t.conv_channels * t.conv_strip / px).max(1));
@@ -620,7 +620,6 @@ impl Program {
             let lanes = t.workgroup.min(8);
             let spec = layer_spec(lanes, &layers[0], shapes[0], shapes[1])
                 .flag("ENDS", true)
-                .flag("DELTA", true)
                 .u32("OCB", ocb)
                 .u32("PX", px);
             dispatches.push(dispatch(
@@ -632,7 +631,7 @@ impl Program {
                     rows_per_workgroup: lanes,
                     of: Count::Ends,
                 },
-                "conv2d_forward (layer 0, x - b)".into(),
+                "conv2d_forward (layer 0, path ends)".into(),
             ));
         }
         let mut activation_lens = vec![dim];
@@ -735,6 +734,32 @@ impl Program {
                 _ => None,
             };
             let (kernel, spec, mut bindings, extent) = match layer {
+                // A point program's first conv with its input gradient folded: its pool reads
+                // the conv's outputs at the path's ends.
+                Layer::Conv2d(_) if i == 0 && folds_input.is_some() => {
+                    let k = pool.expect("a folded input gradient's conv is pooled");
+                    let Layer::MaxPool2d(pl) = layers[k] else {
+                        unreachable!()
+                    };
+                    let window = pl.kernel[0] * pl.kernel[1];
+                    argmax_of[k] = Some(argmax_lens.len());
+                    argmax_lens.push(stored.len());
+                    argmax_windows.push(window);
+                    let pack = if stored.len().is_multiple_of(4) { 4 } else { 1 };
+                    let lanes = t.workgroup;
+                    let spec = layer_spec(lanes, &layers[k], output, stored)
+                        .u32("ROWS", t.workgroup)
+                        .u32("WIN", window)
+                        .flag("RELU_INPUT", relu)
+                        .flag("VEC4", pack == 4);
+                    let extent = Extent::Tiles {
+                        tiles: stored.len().div_ceil(lanes * pack),
+                        rows_per_workgroup: t.workgroup,
+                        of: Count::Rows,
+                    };
+                    let bindings = vec![(4, Argmax(argmax_lens.len() - 1)), (5, Rows)];
+                    (Kernel::MaxPoolPath, spec, bindings, extent)
+                }
                 Layer::Conv2d(c) if winograd_forward.is_some() => {
                     let (ocb, px) = winograd_forward.unwrap();
                     // Blocks of 2x2 conv outputs; with a pool, each block is one pool window.
@@ -885,7 +910,7 @@ impl Program {
             };
             let (src, dst) = if ends {
                 (Images, Ends)
-            } else if folded == Some(i) {
+            } else if folded == Some(i) || kernel == Kernel::MaxPoolPath {
                 (Ends, Activation(dst))
             } else {
                 (Activation(src), Activation(dst))
@@ -1602,6 +1627,8 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
             2.0 * c("IN_LEN") * c("OUT_LEN"),
             4.0 * (c("IN_LEN") + c("OUT_LEN")),
         ),
+        // Per row only its outputs and choices: the ends are read once per image.
+        Kernel::MaxPoolPath => (2.0 * out_len * window, 8.0 * out_len),
         Kernel::MaxPoolForward | Kernel::MaxPoolBackward => {
             (out_len * window, 4.0 * (in_len + 2.0 * out_len))
         }

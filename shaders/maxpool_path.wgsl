@@ -1,0 +1,113 @@
+// A point program's first max-pool, over a first conv's outputs at every path point, made from the
+// conv's outputs at the path's two ends (`ends`: every image's z(x), then every z(b)). The conv is
+// linear in its input, so at b + alpha (x - b) its output is z(b) + alpha (z(x) - z(b)): the conv runs
+// once per image (conv2d_forward.wgsl, ENDS) instead of once per point. With RELU_INPUT the ReLU
+// between them is applied first. Values, choices and ties as maxpool_forward.wgsl's.
+// Lanes are the pool's outputs, not rows: a lane loads its window's ends once per image and then loops
+// over the workgroup's rows, whose table entries are the same for every lane. With VEC4 a lane computes
+// 4 consecutive outputs and stores them as one vec4: on lavapipe every load or store at an address that
+// differs between lanes costs one scalar access per lane, whatever its width (BENCHMARKS.md, "The first
+// conv along the path").
+// Specialization: WORKGROUP_SIZE, ROWS (rows per workgroup), IN_C, IN_H, IN_W (the conv's output),
+// OUT_H, OUT_W, KH, KW, SH, SW, PH, PW (the pool), WIN (= KH * KW); VEC4 when the pool's outputs per
+// row are a multiple of 4.
+
+@group(0) @binding(0) var<uniform> chunk: Chunk;
+@group(0) @binding(2) var<storage, read> ends: array<f32>;
+//#if VEC4
+@group(0) @binding(3) var<storage, read_write> output: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> argmax: array<vec4<u32>>;
+const PACK: u32 = 4u;
+//#else
+@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+@group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
+const PACK: u32 = 1u;
+//#endif
+@group(0) @binding(5) var<storage, read> rows: array<Row>;
+
+const IN_LEN: u32 = IN_C * IN_H * IN_W;
+const OUT_LEN: u32 = IN_C * OUT_H * OUT_W;
+// Each lane's outputs and their window elements.
+const SLOTS: u32 = PACK * WIN;
+const TILES: u32 = (OUT_LEN + WORKGROUP_SIZE * PACK - 1u) / (WORKGROUP_SIZE * PACK);
+const NONE: u32 = 0xffffffffu;
+
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lane: u32) {
+    let g = workgroup_index(wg, groups);
+    let place = tile_and_block(g, chunk.rows, ROWS, TILES);
+    // The lane's first output (a multiple of PACK, so with VEC4 all four are in range).
+    let o0 = (place.x * WORKGROUP_SIZE + lane) * PACK;
+    let first = place.y * ROWS;
+    if (place.x >= TILES || o0 >= OUT_LEN || first >= chunk.rows) {
+        return;
+    }
+    // The windows' elements in the conv's output, in window order; NONE where padded.
+    var at: array<u32, SLOTS>;
+    for (var p = 0u; p < PACK; p++) {
+        let o = o0 + p;
+        let c = o / (OUT_H * OUT_W);
+        let oy = (o / OUT_W) % OUT_H;
+        let ox = o % OUT_W;
+        for (var ky = 0u; ky < KH; ky++) {
+            for (var kx = 0u; kx < KW; kx++) {
+                let iy = i32(oy * SH + ky) - i32(PH);
+                let ix = i32(ox * SW + kx) - i32(PW);
+                let inside = iy >= 0 && iy < i32(IN_H) && ix >= 0 && ix < i32(IN_W);
+                let j = (c * IN_H + u32(iy)) * IN_W + u32(ix);
+                at[p * WIN + ky * KW + kx] = select(NONE, j, inside);
+            }
+        }
+    }
+    var image = NONE;
+    var hi: array<f32, SLOTS>;
+    var lo: array<f32, SLOTS>;
+    for (var r = first; r < min(first + ROWS, chunk.rows); r++) {
+        // Two fields, not the whole row: each is a load of its own.
+        let alpha = rows[r].alpha;
+        if (rows[r].image != image) {
+            image = rows[r].image;
+            for (var k = 0u; k < SLOTS; k++) {
+                let j = select(at[k], 0u, at[k] == NONE);
+                hi[k] = ends[image * IN_LEN + j];
+                lo[k] = ends[(chunk.images + image) * IN_LEN + j];
+            }
+        }
+        var values: array<f32, PACK>;
+        var choices: array<u32, PACK>;
+        for (var p = 0u; p < PACK; p++) {
+            var best = 0.0;
+            var best_at = NONE;
+            for (var e = 0u; e < WIN; e++) {
+                let k = p * WIN + e;
+                if (at[k] == NONE) {
+                    continue;
+                }
+                // As path.wgsl makes points: alpha = 1 gives z(x) exactly.
+                var v = select(lo[k] + alpha * (hi[k] - lo[k]), hi[k], alpha == 1.0);
+//#if RELU_INPUT
+                v = max(v, 0.0);
+//#endif
+                if (best_at == NONE || v > best) {
+                    best = v;
+                    best_at = at[k];
+                }
+            }
+//#if RELU_INPUT
+            // No gradient passes the ReLU where the window's maximum is not positive.
+            best_at = select(NONE, best_at, best > 0.0);
+//#endif
+            values[p] = best;
+            choices[p] = best_at;
+        }
+        let at_row = (r * OUT_LEN + o0) / PACK;
+//#if VEC4
+        output[at_row] = vec4<f32>(values[0], values[1], values[2], values[3]);
+        argmax[at_row] = vec4<u32>(choices[0], choices[1], choices[2], choices[3]);
+//#else
+        output[at_row] = values[0];
+        argmax[at_row] = choices[0];
+//#endif
+    }
+}
