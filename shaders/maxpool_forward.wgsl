@@ -5,9 +5,7 @@
 // With SOFT the pool also carries the tangent rows and records, instead of a position, each element's
 // share of the cell as the maximum (`window_shares`); the tangent is the maximum's mean slope over the
 // cell, each element's slope by its share (with RELU_INPUT the zero line's share adds nothing).
-// With AFFINE (and SOFT) the pool's input is a first conv layer's output folded along the path: for the
-// row's point b + alpha (x - b) it is z(b) + alpha (z(x) - z(b)), with tangent (z(x) - z(b)) cell / 2,
-// read from the conv's outputs at the path's ends (`input`: every image's z(x), then every z(b)).
+// (A first max-pool over a first conv folded along the path is maxpool_path.wgsl.)
 // Lanes are rows; a workgroup covers PX outputs of one output row of one channel.
 // Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, PX, WIN.
 
@@ -19,9 +17,6 @@
 @group(0) @binding(4) var<storage, read_write> argmax: array<f32>;
 //#else
 @group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
-//#endif
-//#if AFFINE
-@group(0) @binding(5) var<storage, read> rows: array<Row>;
 //#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
@@ -44,11 +39,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let oy = (tile / STRIPS) % OUT_H;
     let ox0 = (tile % STRIPS) * PX;
     let x = r * IN_LEN;
-//#if AFFINE
-    let point = rows[r];
-    let zx = point.image * IN_LEN;
-    let zb = (chunk.images + point.image) * IN_LEN;
-//#endif
     for (var p = 0u; p < PX; p++) {
         let ox = ox0 + p;
         if (ox >= OUT_W) {
@@ -73,17 +63,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                     continue;
                 }
                 let at = (c * IN_H + u32(iy)) * IN_W + u32(ix);
-//#if AFFINE
-                let hi = input[zx + at];
-                let lo = input[zb + at];
-                // As path.wgsl makes points: alpha = 1 gives z(x) exactly.
-                var v = select(lo + point.alpha * (hi - lo), hi, point.alpha == 1.0);
-                let d = (hi - lo) * (0.5 * point.cell);
-//#else
                 var v = input[x + at];
 //#if SOFT
                 let d = input[(chunk.rows + r) * IN_LEN + at];
-//#endif
 //#endif
 //#if SOFT
                 lines[ky * KW + kx] = v;

@@ -1,27 +1,41 @@
-// A point program's first max-pool, over a first conv's outputs at every path point, made from the
+// The first max-pool of a program, over a first conv's outputs at every path point, made from the
 // conv's outputs at the path's two ends (`ends`: every image's z(x), then every z(b)). The conv is
 // linear in its input, so at b + alpha (x - b) its output is z(b) + alpha (z(x) - z(b)): the conv runs
 // once per image (conv2d_forward.wgsl, ENDS) instead of once per point. With RELU_INPUT the ReLU
-// between them is applied first. Values, choices and ties as maxpool_forward.wgsl's.
-// Lanes are the pool's outputs, not rows: a lane loads its window's ends once per image and then loops
+// between them is applied first. Values, choices and ties as maxpool_forward.wgsl's; with SOFT, as its
+// soft pool: each element's line over the row's cell is v + d s with d = (z(x) - z(b)) cell / 2, the
+// pool stores its value, its tangent (the maximum's mean slope) and each element's share of the cell.
+// Lanes are the pool's outputs, not rows: a lane loads its windows' ends once per image and then loops
 // over the workgroup's rows, whose table entries are the same for every lane. With VEC4 a lane computes
 // 4 consecutive outputs and stores them as one vec4: on lavapipe every load or store at an address that
-// differs between lanes costs one scalar access per lane, whatever its width (BENCHMARKS.md, "The first
-// conv along the path").
+// differs between lanes is a loop over the lanes, and a vec4 shares that loop among 4 values
+// (BENCHMARKS.md, "The first conv along the path").
 // Specialization: WORKGROUP_SIZE, ROWS (rows per workgroup), IN_C, IN_H, IN_W (the conv's output),
 // OUT_H, OUT_W, KH, KW, SH, SW, PH, PW (the pool), WIN (= KH * KW); VEC4 when the pool's outputs per
-// row are a multiple of 4.
+// row are a multiple of 4; with SOFT, SHARES4 when WIN is 4 (each output's shares one vec4).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(2) var<storage, read> ends: array<f32>;
 //#if VEC4
 @group(0) @binding(3) var<storage, read_write> output: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> argmax: array<vec4<u32>>;
 const PACK: u32 = 4u;
 //#else
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
-@group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
 const PACK: u32 = 1u;
+//#endif
+//#if SOFT
+// WIN shares per output, in window order.
+//#if SHARES4
+@group(0) @binding(4) var<storage, read_write> argmax: array<vec4<f32>>;
+//#else
+@group(0) @binding(4) var<storage, read_write> argmax: array<f32>;
+//#endif
+//#else
+//#if VEC4
+@group(0) @binding(4) var<storage, read_write> argmax: array<vec4<u32>>;
+//#else
+@group(0) @binding(4) var<storage, read_write> argmax: array<u32>;
+//#endif
 //#endif
 @group(0) @binding(5) var<storage, read> rows: array<Row>;
 
@@ -64,8 +78,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     var hi: array<f32, SLOTS>;
     var lo: array<f32, SLOTS>;
     for (var r = first; r < min(first + ROWS, chunk.rows); r++) {
-        // Two fields, not the whole row: each is a load of its own.
+        // The fields one by one, not the whole row: each is a load of its own.
         let alpha = rows[r].alpha;
+//#if SOFT
+        let half = 0.5 * rows[r].cell;
+//#endif
         if (rows[r].image != image) {
             image = rows[r].image;
             for (var k = 0u; k < SLOTS; k++) {
@@ -75,12 +92,27 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
         }
         var values: array<f32, PACK>;
+//#if SOFT
+        var slopes: array<f32, PACK>;
+        var shares: array<array<f32, WIN>, PACK>;
+//#else
         var choices: array<u32, PACK>;
+//#endif
         for (var p = 0u; p < PACK; p++) {
             var best = 0.0;
             var best_at = NONE;
+//#if SOFT
+            var lines: array<f32, WIN>;
+            var tangents: array<f32, WIN>;
+            var valid: array<bool, WIN>;
+//#endif
             for (var e = 0u; e < WIN; e++) {
                 let k = p * WIN + e;
+//#if SOFT
+                lines[e] = select(lo[k] + alpha * (hi[k] - lo[k]), hi[k], alpha == 1.0);
+                tangents[e] = (hi[k] - lo[k]) * half;
+                valid[e] = at[k] != NONE;
+//#endif
                 if (at[k] == NONE) {
                     continue;
                 }
@@ -99,15 +131,50 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             best_at = select(NONE, best_at, best > 0.0);
 //#endif
             values[p] = best;
+//#if SOFT
+//#if RELU_INPUT
+            shares[p] = window_shares(lines, tangents, valid, true);
+//#else
+            shares[p] = window_shares(lines, tangents, valid, false);
+//#endif
+            // The tangent is the maximum's mean slope over the cell: each line's slope by its share.
+            var slope = 0.0;
+            for (var e = 0u; e < WIN; e++) {
+                slope += shares[p][e] * tangents[e];
+            }
+            slopes[p] = slope;
+//#else
             choices[p] = best_at;
+//#endif
         }
         let at_row = (r * OUT_LEN + o0) / PACK;
+        let at_tangent = ((chunk.rows + r) * OUT_LEN + o0) / PACK;
 //#if VEC4
         output[at_row] = vec4<f32>(values[0], values[1], values[2], values[3]);
+//#if SOFT
+        output[at_tangent] = vec4<f32>(slopes[0], slopes[1], slopes[2], slopes[3]);
+//#else
         argmax[at_row] = vec4<u32>(choices[0], choices[1], choices[2], choices[3]);
+//#endif
 //#else
         output[at_row] = values[0];
+//#if SOFT
+        output[at_tangent] = slopes[0];
+//#else
         argmax[at_row] = choices[0];
+//#endif
+//#endif
+//#if SOFT
+        for (var p = 0u; p < PACK; p++) {
+            let o = r * OUT_LEN + o0 + p;
+//#if SHARES4
+            argmax[o] = vec4<f32>(shares[p][0], shares[p][1], shares[p][2], shares[p][3]);
+//#else
+            for (var e = 0u; e < WIN; e++) {
+                argmax[o * WIN + e] = shares[p][e];
+            }
+//#endif
+        }
 //#endif
     }
 }

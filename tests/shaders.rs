@@ -117,14 +117,15 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 13] = [
+const FLAGS: [(Kernel, &str, &[bool]); 14] = [
     (Kernel::Conv2dWinogradForward, "CHECKED", &[false]),
     (Kernel::Conv2dWinogradWeightGrad, "POOLED", &[false]),
     (Kernel::Conv2dBackward, "POOLED", &[false, true]),
     (Kernel::Conv2dWinogradBackward, "POOLED", &[false, true]),
     (Kernel::Conv2dWeightGrad, "POOLED", &[false]),
     (Kernel::Conv2dForward, "ENDS", &[false]),
-    (Kernel::MaxPoolForward, "AFFINE", &[false]),
+    (Kernel::MaxPoolPath, "SOFT", &[false]),
+    (Kernel::MaxPoolPath, "SHARES4", &[false]),
     (Kernel::MaxPoolPath, "RELU_INPUT", &[false]),
     (Kernel::MaxPoolPath, "VEC4", &[false]),
     (Kernel::Diagnostics, "FOLDED", &[false]),

@@ -441,6 +441,39 @@ pub fn weights_decl(
     ))
 }
 
+/// Lanes per workgroup of the first max-pool along the path (maxpool_path.wgsl), each 4 outputs
+/// where they fit: on lavapipe 64 beat 16, 32 and 256 (BENCHMARKS.md, "The first conv along the path").
+const PATH_POOL_LANES: usize = 64;
+
+/// Specialization and extent of the first max-pool `p` along the path (maxpool_path.wgsl), from a
+/// first conv's outputs (`conv`) at the path's ends to the pool's (`pooled`); `relu` if a ReLU is
+/// between them.
+fn path_pool(
+    t: &Tiling,
+    p: Pool2d,
+    conv: Shape,
+    pooled: Shape,
+    relu: bool,
+    soft: bool,
+) -> (Spec, Extent) {
+    let window = p.kernel[0] * p.kernel[1];
+    let pack = if pooled.len().is_multiple_of(4) { 4 } else { 1 };
+    let spec = layer_spec(PATH_POOL_LANES, &Layer::MaxPool2d(p), conv, pooled)
+        .u32("ROWS", t.workgroup)
+        .u32("WIN", window)
+        .flag("RELU_INPUT", relu)
+        .flag("VEC4", pack == 4)
+        .flag("SOFT", soft)
+        .flag("WINDOW", soft)
+        .flag("SHARES4", soft && window == 4);
+    let extent = Extent::Tiles {
+        tiles: pooled.len().div_ceil(PATH_POOL_LANES * pack),
+        rows_per_workgroup: t.workgroup,
+        of: Count::Rows,
+    };
+    (spec, extent)
+}
+
 /// Values of conv `c`'s Winograd weights as uploaded (padded to whole vec4s): the forward transform
 /// then the bias and the checked kernel's rounding bounds (`ops::winograd::forward_bounds`), or the
 /// backward transform.
@@ -571,9 +604,9 @@ impl Program {
         // Soft programs fold a first conv into the max-pool after it (and the ReLU between): along the
         // straight path its output is z(b) + alpha (z(x) - z(b)), with tangent (z(x) - z(b)) cell / 2,
         // so the conv runs once per image at the path's two ends (ENDS) and the pool reads its input
-        // from those (AFFINE); the path points are never made. Point programs do the same where they
-        // fold the first conv's input gradient (below), with a pool kernel of their own
-        // (maxpool_path.wgsl). The soft program's pool layer that reads the ends, if any.
+        // from those (maxpool_path.wgsl); the path points are never made. Point programs do the same
+        // where they fold the first conv's input gradient (below). The soft program's pool layer that
+        // reads the ends, if any.
         let folded = pool_after(0).filter(|_| soft && fuse).map(|(k, _)| k);
         // Point programs without gradient norms take the first conv's input gradient after the sum
         // over the path: the conv is linear in its input, so sum_k w_k K^T g_k = K^T sum_k w_k g_k
@@ -741,22 +774,10 @@ impl Program {
                     let Layer::MaxPool2d(pl) = layers[k] else {
                         unreachable!()
                     };
-                    let window = pl.kernel[0] * pl.kernel[1];
                     argmax_of[k] = Some(argmax_lens.len());
                     argmax_lens.push(stored.len());
-                    argmax_windows.push(window);
-                    let pack = if stored.len().is_multiple_of(4) { 4 } else { 1 };
-                    let lanes = t.workgroup;
-                    let spec = layer_spec(lanes, &layers[k], output, stored)
-                        .u32("ROWS", t.workgroup)
-                        .u32("WIN", window)
-                        .flag("RELU_INPUT", relu)
-                        .flag("VEC4", pack == 4);
-                    let extent = Extent::Tiles {
-                        tiles: stored.len().div_ceil(lanes * pack),
-                        rows_per_workgroup: t.workgroup,
-                        of: Count::Rows,
-                    };
+                    argmax_windows.push(pl.kernel[0] * pl.kernel[1]);
+                    let (spec, extent) = path_pool(t, pl, output, stored, relu, false);
                     let bindings = vec![(4, Argmax(argmax_lens.len() - 1)), (5, Rows)];
                     (Kernel::MaxPoolPath, spec, bindings, extent)
                 }
@@ -866,6 +887,15 @@ impl Program {
                     let spec = spec.flag("RELU", relu).flag("MASK_OUT", mask.is_some());
                     (Kernel::LinearForward, spec, bindings, extent)
                 }
+                // A soft program's first max-pool, from the first conv at the path's ends.
+                Layer::MaxPool2d(p) if folded == Some(i) => {
+                    argmax_of[i] = Some(argmax_lens.len());
+                    argmax_lens.push(output.len());
+                    argmax_windows.push(p.kernel[0] * p.kernel[1]);
+                    let (spec, extent) = path_pool(t, *p, input, output, masks_input(i), true);
+                    let bindings = vec![(4, Argmax(argmax_lens.len() - 1)), (5, Rows)];
+                    (Kernel::MaxPoolPath, spec, bindings, extent)
+                }
                 Layer::MaxPool2d(p) => {
                     let px = part(ow, t.pool_strip);
                     let tiles = output.chw()[0] * oh * ow.div_ceil(px);
@@ -882,12 +912,8 @@ impl Program {
                         .u32("PX", px)
                         .u32("WIN", window)
                         .flag("WINDOW", soft)
-                        .flag("RELU_INPUT", masks_input(i))
-                        .flag("AFFINE", folded == Some(i));
-                    let mut bindings = vec![(4, Argmax(argmax_lens.len() - 1))];
-                    if folded == Some(i) {
-                        bindings.push((5, Rows));
-                    }
+                        .flag("RELU_INPUT", masks_input(i));
+                    let bindings = vec![(4, Argmax(argmax_lens.len() - 1))];
                     (Kernel::MaxPoolForward, spec, bindings, extent)
                 }
                 Layer::AvgPool2d(_) => {
@@ -910,7 +936,7 @@ impl Program {
             };
             let (src, dst) = if ends {
                 (Images, Ends)
-            } else if folded == Some(i) || kernel == Kernel::MaxPoolPath {
+            } else if kernel == Kernel::MaxPoolPath {
                 (Ends, Activation(dst))
             } else {
                 (Activation(src), Activation(dst))
