@@ -78,7 +78,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     var hi: array<f32, SLOTS>;
     var lo: array<f32, SLOTS>;
     for (var r = first; r < min(first + ROWS, chunk.rows); r++) {
-        // The fields one by one, not the whole row: each is a load of its own.
         let alpha = rows[r].alpha;
 //#if SOFT
         let half = 0.5 * rows[r].cell;
