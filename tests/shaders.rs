@@ -117,7 +117,7 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 14] = [
+const FLAGS: [(Kernel, &str, &[bool]); 15] = [
     (Kernel::Conv2dWinogradForward, "CHECKED", &[false]),
     (Kernel::Conv2dWinogradWeightGrad, "POOLED", &[false]),
     (Kernel::Conv2dBackward, "POOLED", &[false, true]),
@@ -130,6 +130,7 @@ const FLAGS: [(Kernel, &str, &[bool]); 14] = [
     (Kernel::MaxPoolPath, "VEC4", &[false]),
     (Kernel::Diagnostics, "FOLDED", &[false]),
     (Kernel::Diagnostics, "ROW_LANES", &[false]),
+    (Kernel::Diagnostics, "VEC4", &[false]),
     (Kernel::Accumulate, "FOLDED", &[false]),
     (Kernel::Finish, "FOLDED", &[false]),
 ];

@@ -1293,7 +1293,8 @@ impl Program {
                         Spec::default()
                             .u32("WORKGROUP_SIZE", lanes)
                             .u32("LEN", len)
-                            .flag("ROW_LANES", true),
+                            .flag("ROW_LANES", true)
+                            .flag("VEC4", folds_input.is_some() && len.is_multiple_of(4)),
                         Extent::Invocations {
                             per: 1,
                             of: Count::Rows,
