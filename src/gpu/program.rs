@@ -442,7 +442,8 @@ pub fn weights_decl(
 }
 
 /// Lanes per workgroup of the first max-pool along the path (maxpool_path.wgsl), each 4 outputs
-/// where they fit: on lavapipe 64 beat 16, 32 and 256 (BENCHMARKS.md, "The first conv along the path").
+/// where they fit: on lavapipe 64 beat 16 and 32 and matched 128 and 256 (BENCHMARKS.md, "The first
+/// conv along the path").
 const PATH_POOL_LANES: usize = 64;
 
 /// Specialization and extent of the first max-pool `p` along the path (maxpool_path.wgsl), from a
