@@ -166,6 +166,16 @@ fn window_shares(v: array<f32, WIN>, d: array<f32, WIN>, valid: array<bool, WIN>
     }
     return out;
 }
+
+// A soft max-pool's tangent: the maximum's mean slope over the cell, each line's slope d[i] by its
+// share (with a ReLU before the pool, the zero line's share adds nothing).
+fn mean_slope(share: array<f32, WIN>, d: array<f32, WIN>) -> f32 {
+    var slope = 0.0;
+    for (var i = 0u; i < WIN; i++) {
+        slope += share[i] * d[i];
+    }
+    return slope;
+}
 //#endif
 
 //#if WINOGRAD

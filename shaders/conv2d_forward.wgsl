@@ -4,7 +4,7 @@
 // With SOFT the conv also carries the tangent rows (without the bias) and the ReLU stores each value's
 // open share of the cell (MASK_OUT; see common.wgsl). Soft programs pool in a pass of their own.
 // With ENDS the rows are every image's input then every baseline instead of the chunk's path points (a
-// first layer folded along the path, see maxpool_forward.wgsl and maxpool_path.wgsl).
+// first layer folded along the path, see maxpool_path.wgsl).
 // Lanes are rows; each workgroup computes one tile for WORKGROUP_SIZE rows: OCB output channels times
 // PX neighbouring outputs (pooled outputs with POOL) of one output row. Each input value loaded serves
 // OCB * KW products and each weight (read at a uniform address) PX products or more.

@@ -92,12 +92,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#else
         let share = window_shares(lines, slopes, valid, false);
 //#endif
-        // The tangent is the maximum's mean slope over the cell: each line's slope by its share.
-        var slope = 0.0;
-        for (var k = 0u; k < WIN; k++) {
-            slope += share[k] * slopes[k];
-        }
-        output[(chunk.rows + r) * OUT_LEN + (c * OUT_H + oy) * OUT_W + ox] = slope;
+        output[(chunk.rows + r) * OUT_LEN + (c * OUT_H + oy) * OUT_W + ox] = mean_slope(share, slopes);
         for (var k = 0u; k < WIN; k++) {
             argmax[o * WIN + k] = share[k];
         }

@@ -107,16 +107,16 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#endif
             for (var e = 0u; e < WIN; e++) {
                 let k = p * WIN + e;
+                // As path.wgsl makes points: alpha = 1 gives z(x) exactly.
+                var v = select(lo[k] + alpha * (hi[k] - lo[k]), hi[k], alpha == 1.0);
 //#if SOFT
-                lines[e] = select(lo[k] + alpha * (hi[k] - lo[k]), hi[k], alpha == 1.0);
+                lines[e] = v;
                 tangents[e] = (hi[k] - lo[k]) * half;
                 valid[e] = at[k] != NONE;
 //#endif
                 if (at[k] == NONE) {
                     continue;
                 }
-                // As path.wgsl makes points: alpha = 1 gives z(x) exactly.
-                var v = select(lo[k] + alpha * (hi[k] - lo[k]), hi[k], alpha == 1.0);
 //#if RELU_INPUT
                 v = max(v, 0.0);
 //#endif
@@ -136,18 +136,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#else
             shares[p] = window_shares(lines, tangents, valid, false);
 //#endif
-            // The tangent is the maximum's mean slope over the cell: each line's slope by its share.
-            var slope = 0.0;
-            for (var e = 0u; e < WIN; e++) {
-                slope += shares[p][e] * tangents[e];
-            }
-            slopes[p] = slope;
+            slopes[p] = mean_slope(shares[p], tangents);
 //#else
             choices[p] = best_at;
 //#endif
         }
         let at_row = (r * OUT_LEN + o0) / PACK;
+//#if SOFT
         let at_tangent = ((chunk.rows + r) * OUT_LEN + o0) / PACK;
+//#endif
 //#if VEC4
         output[at_row] = vec4<f32>(values[0], values[1], values[2], values[3]);
 //#if SOFT
