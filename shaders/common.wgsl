@@ -182,21 +182,21 @@ fn mean_slope(share: array<f32, WIN>, d: array<f32, WIN>) -> f32 {
 // Winograd's F(2x2, 3x3) transforms (src/ops/winograd.rs), for kernels that load 4 x SPAN values.
 // B^T d B of the 4x4 patch of `d` whose first column is 2 p.
 fn input_transform(d: ptr<function, array<array<f32, SPAN>, 4>>, p: u32) -> array<f32, 16> {
+    // Unrolled: on lavapipe an array indexed in a loop lives in memory (kernels.rs, `unroll`).
     var t: array<array<f32, 4>, 4>;
-    for (var c = 0u; c < 4u; c++) {
-        let q = 2u * p + c;
-        t[0][c] = (*d)[0][q] - (*d)[2][q];
-        t[1][c] = (*d)[1][q] + (*d)[2][q];
-        t[2][c] = (*d)[2][q] - (*d)[1][q];
-        t[3][c] = (*d)[1][q] - (*d)[3][q];
-    }
+    //#unroll c 4
+    t[0][c] = (*d)[0][2u * p + c] - (*d)[2][2u * p + c];
+    t[1][c] = (*d)[1][2u * p + c] + (*d)[2][2u * p + c];
+    t[2][c] = (*d)[2][2u * p + c] - (*d)[1][2u * p + c];
+    t[3][c] = (*d)[1][2u * p + c] - (*d)[3][2u * p + c];
+    //#end
     var v: array<f32, 16>;
-    for (var k = 0u; k < 4u; k++) {
-        v[k * 4u] = t[k][0] - t[k][2];
-        v[k * 4u + 1u] = t[k][1] + t[k][2];
-        v[k * 4u + 2u] = t[k][2] - t[k][1];
-        v[k * 4u + 3u] = t[k][1] - t[k][3];
-    }
+    //#unroll k 4
+    v[k * 4u] = t[k][0] - t[k][2];
+    v[k * 4u + 1u] = t[k][1] + t[k][2];
+    v[k * 4u + 2u] = t[k][2] - t[k][1];
+    v[k * 4u + 3u] = t[k][1] - t[k][3];
+    //#end
     return v;
 }
 
@@ -204,10 +204,10 @@ fn input_transform(d: ptr<function, array<array<f32, SPAN>, 4>>, p: u32) -> arra
 fn output_transform(m: array<f32, 16>) -> array<f32, 4> {
     var s0: array<f32, 4>;
     var s1: array<f32, 4>;
-    for (var j = 0u; j < 4u; j++) {
-        s0[j] = m[j] + m[4u + j] + m[8u + j];
-        s1[j] = m[4u + j] - m[8u + j] - m[12u + j];
-    }
+    //#unroll j 4
+    s0[j] = m[j] + m[4u + j] + m[8u + j];
+    s1[j] = m[4u + j] - m[8u + j] - m[12u + j];
+    //#end
     return array<f32, 4>(s0[0] + s0[1] + s0[2], s0[1] - s0[2] - s0[3], s1[0] + s1[1] + s1[2],
                          s1[1] - s1[2] - s1[3]);
 }

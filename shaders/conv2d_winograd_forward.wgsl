@@ -6,6 +6,8 @@
 // Lanes are rows; each workgroup computes OCB output channels times PX neighbouring blocks of one block
 // row. Per input channel, each lane loads the 4 x (2 PX + 2) inputs under its blocks, transforms them, and
 // multiplies them with the transformed weights, read at uniform addresses.
+// With CHANNEL_LOOP (unchecked, with POOL, not SOFT: training) a workgroup computes every output
+// channel of PX blocks instead, in a loop over output channels; see that main for why.
 // With CHECKED (point programs, with POOL) the kernel picks the pool's winners (and with RELU whether
 // they are positive) as the direct kernel (conv2d_forward.wgsl) would on the same inputs: a rounding
 // bound (ops::winograd::forward_bounds) tells which windows' decisions it can vouch for, and the others
@@ -44,6 +46,76 @@ const TILES: u32 = OC_BLOCKS * GRID_H * STRIPS;
 const SPAN: u32 = 2u * PX + 2u;
 const NONE: u32 = 0xffffffffu;
 
+//#if CHANNEL_LOOP
+// Every output channel of PX blocks per workgroup: the inputs under the strip are loaded and
+// transformed once, then a loop over output channels sums each channel's products over the input
+// channels unrolled inside one iteration. On lavapipe a value a loop carries from one iteration to the
+// next lives in memory and every write to it is blended with the loop's mask, which made the other
+// main's sums, carried across its loop over input channels, about 5 instructions per product; here
+// they are registers (BENCHMARKS.md, "Sums that no loop carries"). The sums keep the other main's
+// order, so the outputs are the same bit for bit.
+const LOOP_TILES: u32 = GRID_H * STRIPS;
+@compute @workgroup_size(WORKGROUP_SIZE)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lane: u32) {
+    let g = workgroup_index(wg, groups);
+    let place = tile_and_block(g, chunk.rows, WORKGROUP_SIZE, LOOP_TILES);
+    let first = place.y * WORKGROUP_SIZE;
+    if (place.x >= LOOP_TILES || first >= chunk.rows) {
+        return;
+    }
+    let gy = place.x / STRIPS;
+    let gx0 = (place.x % STRIPS) * PX;
+    let r = first + lane;
+    if (r >= chunk.rows) {
+        return;
+    }
+    let x = r * IN_LEN;
+    var v: array<array<array<f32, 16>, PX>, IN_C>;
+    //#unroll ic IN_C
+    {
+        var d: array<array<f32, SPAN>, 4>;
+        //#unroll ty 4
+        {
+            let iy = i32(2u * gy + ty) - i32(PH);
+            let inside = iy >= 0 && iy < i32(IN_H);
+            let line = (ic * IN_H + u32(select(0, iy, inside))) * IN_W;
+            //#unroll q 2*PX+2
+            {
+                let ix = i32(2u * gx0 + q) - i32(PW);
+                let at = x + line + u32(clamp(ix, 0, i32(IN_W) - 1));
+                d[ty][q] = select(0.0, input[at], inside && ix >= 0 && ix < i32(IN_W));
+            }
+            //#end
+        }
+        //#end
+        //#unroll p PX
+        v[ic][p] = input_transform(&d, p);
+        //#end
+    }
+    //#end
+    for (var c = 0u; c < OUT_C; c++) {
+        var m: array<array<f32, 16>, PX>;
+        //#unroll ic IN_C
+        //#unroll k 16
+        {
+            let w = param((c * IN_C + ic) * 16u + k);
+            //#unroll p PX
+            m[p][k] += w * v[ic][p][k];
+            //#end
+        }
+        //#end
+        //#end
+        let b = param(BIAS + c);
+        //#unroll p PX
+        if (gx0 + p < GRID_W) {
+            pool_window(r, output_transform(m[p]), b, c, gy, gx0 + p);
+        }
+        //#end
+    }
+}
+
+//#else
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
@@ -266,22 +338,29 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#endif
 }
 
+//#endif
+
 //#if POOL
 // Row r's max-pool of block (gy, gx) of channel oc, whose conv outputs without the bias are `y`:
 // the first maximum in row-major window order, as max-pooling in PyTorch and conv2d_forward.wgsl.
+// Selects, not branches: on lavapipe code under a branch runs masked.
 fn pool_window(r: u32, y: array<f32, 4>, b: f32, oc: u32, gy: u32, gx: u32) {
-    var best = 0.0;
-    var best_at = NONE;
-    for (var k = 0u; k < 4u; k++) {
-        var val = y[k] + b;
+    var best = y[0] + b;
+//#if RELU
+    best = max(best, 0.0);
+//#endif
+    var k_best = 0u;
+    //#unroll k 3
+    {
+        var val = y[k + 1u] + b;
 //#if RELU
         val = max(val, 0.0);
 //#endif
-        if (best_at == NONE || val > best) {
-            best = val;
-            best_at = (oc * OUT_H + 2u * gy + k / 2u) * OUT_W + 2u * gx + k % 2u;
-        }
+        k_best = select(k_best, k + 1u, val > best);
+        best = select(best, val, val > best);
     }
+    //#end
+    var best_at = (oc * OUT_H + 2u * gy + k_best / 2u) * OUT_W + 2u * gx + k_best % 2u;
 //#if RELU
     // No gradient passes the ReLU where the window's maximum is not positive.
     best_at = select(NONE, best_at, best > 0.0);

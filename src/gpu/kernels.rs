@@ -149,9 +149,12 @@ impl Kernel {
 
     /// The complete WGSL source of this kernel specialized by `spec`.
     pub fn source(&self, spec: &Spec) -> Result<String> {
+        let count = |name: &str| spec.get(name);
         let body = preprocess(self.body(), &spec.flags)
+            .and_then(|s| unroll(&s, &count))
             .map_err(|e| Error::Gpu(format!("shaders/{}.wgsl: {e}", self.name())))?;
         let common = preprocess(COMMON, &spec.flags)
+            .and_then(|s| unroll(&s, &count))
             .map_err(|e| Error::Gpu(format!("shaders/common.wgsl: {e}")))?;
         Ok(format!(
             "// ---- specialization of shaders/{name}.wgsl ----\n{}\n// ---- shaders/common.wgsl ----\n{common}\n\
@@ -257,6 +260,95 @@ fn preprocess(source: &str, flags: &[&str]) -> std::result::Result<String, Strin
     Ok(out)
 }
 
+/// Repeats the lines between `//#unroll VAR COUNT` and `//#end` COUNT times (numbers and constants of
+/// the spec joined by `*`, `+`, `-`, e.g. `2*PX+2`), with the identifier VAR replaced by `0u`, `1u`, ... in each copy. Why: lavapipe compiles
+/// loops as loops, and a private array indexed by a loop counter lives in memory, read by gathers and
+/// written by per-lane scatters; indexed by constants it becomes registers (BENCHMARKS.md).
+fn unroll(
+    source: &str,
+    count: &dyn Fn(&str) -> Option<i64>,
+) -> std::result::Result<String, String> {
+    let lines: Vec<&str> = source.lines().collect();
+    let mut out = String::with_capacity(source.len());
+    let mut n = 0;
+    while n < lines.len() {
+        let t = lines[n].trim();
+        let Some(args) = t.strip_prefix("//#unroll ") else {
+            if t == "//#end" {
+                return Err(format!("line {}: //#end without //#unroll", n + 1));
+            }
+            out += lines[n];
+            out.push('\n');
+            n += 1;
+            continue;
+        };
+        let mut words = args.split_whitespace();
+        let (Some(var), Some(times), None) = (words.next(), words.next(), words.next()) else {
+            return Err(format!("line {}: expected //#unroll VAR COUNT", n + 1));
+        };
+        let times = evaluate(times, count)
+            .ok_or(format!("line {}: unknown unroll count {times}", n + 1))?;
+        // The block's end: the //#end at depth zero.
+        let mut depth = 0;
+        let mut end = None;
+        for (m, line) in lines.iter().enumerate().skip(n + 1) {
+            let t = line.trim();
+            if t.starts_with("//#unroll ") {
+                depth += 1;
+            } else if t == "//#end" {
+                if depth == 0 {
+                    end = Some(m);
+                    break;
+                }
+                depth -= 1;
+            }
+        }
+        let end = end.ok_or(format!("line {}: //#unroll without //#end", n + 1))?;
+        let block = lines[n + 1..end].join("\n");
+        for i in 0..times {
+            out += &unroll(&replace_identifier(&block, var, &format!("{i}u")), count)?;
+        }
+        n = end + 1;
+    }
+    Ok(out)
+}
+
+/// The value of `expr`: numbers and spec constants joined by `*`, `+` and `-` (no spaces, no brackets).
+fn evaluate(expr: &str, count: &dyn Fn(&str) -> Option<i64>) -> Option<i64> {
+    let factor = |f: &str| f.parse::<i64>().ok().or_else(|| count(f));
+    let term = |t: &str| t.split('*').map(factor).product::<Option<i64>>();
+    let mut total = 0;
+    let mut sign = 1;
+    let mut start = 0;
+    for (i, c) in expr.char_indices().chain([(expr.len(), '+')]) {
+        if c == '+' || c == '-' {
+            total += sign * term(&expr[start..i])?;
+            sign = if c == '+' { 1 } else { -1 };
+            start = i + 1;
+        }
+    }
+    Some(total)
+}
+
+/// `text` with every whole identifier `name` replaced by `with`.
+fn replace_identifier(text: &str, name: &str, with: &str) -> String {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(name) {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + name.len()..].chars().next();
+        out += &rest[..at];
+        if before.is_some_and(is_ident) || after.is_some_and(is_ident) {
+            out += name;
+        } else {
+            out += with;
+        }
+        rest = &rest[at + name.len()..];
+    }
+    out + rest
+}
+
 /// Compiled pipelines of one device, shared by every engine on it and keyed by source text.
 #[derive(Default)]
 pub struct Pipelines {
@@ -309,7 +401,24 @@ impl Pipelines {
 
 #[cfg(test)]
 mod tests {
-    use super::preprocess;
+    use super::{preprocess, unroll};
+
+    #[test]
+    fn unroll_repeats_blocks_with_constants() {
+        let count = |name: &str| (name == "N").then_some(2);
+        let src = "a\n//#unroll i N\nx[i] = i_b;\n//#unroll j 2\ny[i][j];\n//#end\n//#end\nb\n";
+        assert_eq!(
+            unroll(src, &count).unwrap(),
+            "a\nx[0u] = i_b;\ny[0u][0u];\ny[0u][1u];\nx[1u] = i_b;\ny[1u][0u];\ny[1u][1u];\nb\n"
+        );
+        assert_eq!(
+            unroll("//#unroll i 2*N-1\ni\n//#end\n", &count).unwrap(),
+            "0u\n1u\n2u\n"
+        );
+        assert!(unroll("//#unroll i M\n//#end\n", &count).is_err());
+        assert!(unroll("//#unroll i 2\n", &count).is_err());
+        assert!(unroll("//#end\n", &count).is_err());
+    }
 
     #[test]
     fn preprocessor_keeps_flagged_blocks() {

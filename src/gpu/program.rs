@@ -809,9 +809,13 @@ impl Program {
                             (spec, [oh / 2, ow / 2])
                         }
                     };
+                    // Unchecked with a pool (training): every output channel in one workgroup, a
+                    // loop over them (CHANNEL_LOOP in the kernel).
+                    let channel_loop = !checked && !soft && pool.is_some();
                     let spec = spec
                         .u32("OCB", ocb)
                         .u32("PX", px)
+                        .flag("CHANNEL_LOOP", channel_loop)
                         .flag("WINOGRAD", true)
                         .flag("RELU", relu)
                         .flag("MASK_OUT", mask.is_some())
@@ -823,7 +827,12 @@ impl Program {
                         spec
                     };
                     let extent = Extent::Tiles {
-                        tiles: c.out_channels.div_ceil(ocb) * gh * gw.div_ceil(px),
+                        tiles: if channel_loop {
+                            1
+                        } else {
+                            c.out_channels.div_ceil(ocb)
+                        } * gh
+                            * gw.div_ceil(px),
                         rows_per_workgroup: t.workgroup,
                         of: Count::Rows,
                     };
