@@ -2,8 +2,9 @@
 //!
 //! A kernel's source is a generated header (its specialization constants, e.g. `const IN_C: u32 = 16u;`),
 //! then shaders/common.wgsl, then the kernel's own file. Kernel files may hold `//#if NAME`, `//#else` and
-//! `//#endif` lines; a block is kept when the flag NAME is set in the kernel's [`Spec`]. Every layer gets
-//! its own pipeline, so shapes and tile sizes are constants the compiler can unroll and fold.
+//! `//#endif` lines; a block is kept when the flag NAME is set in the kernel's [`Spec`], and
+//! `//#unroll VAR COUNT` ... `//#end` blocks, repeated COUNT times (`unroll`). Every layer gets its own
+//! pipeline, so shapes and tile sizes are constants the compiler can fold.
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
@@ -261,9 +262,11 @@ fn preprocess(source: &str, flags: &[&str]) -> std::result::Result<String, Strin
 }
 
 /// Repeats the lines between `//#unroll VAR COUNT` and `//#end` COUNT times (numbers and constants of
-/// the spec joined by `*`, `+`, `-`, e.g. `2*PX+2`), with the identifier VAR replaced by `0u`, `1u`, ... in each copy. Why: lavapipe compiles
-/// loops as loops, and a private array indexed by a loop counter lives in memory, read by gathers and
-/// written by per-lane scatters; indexed by constants it becomes registers (BENCHMARKS.md).
+/// the spec joined by `*`, `+`, `-`, e.g. `2*PX+2`), with the identifier VAR replaced by `0u`, `1u`, ...
+/// in each copy. Why: lavapipe (Mesa 22.3) compiles shader loops as loops. An array indexed by a loop
+/// counter lives in memory, read by gathers; a value a loop carries from one iteration to the next is
+/// blended with the loop's mask at every write; and inside any loop even a uniform load at a constant
+/// offset is a gather over the 8 lanes (BENCHMARKS.md, "Sums that no loop carries").
 fn unroll(
     source: &str,
     count: &dyn Fn(&str) -> Option<i64>,
