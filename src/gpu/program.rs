@@ -812,6 +812,11 @@ impl Program {
                     // Unchecked with a pool (training): every output channel in one workgroup, a
                     // loop over them (CHANNEL_LOOP in the kernel).
                     let channel_loop = !checked && !soft && pool.is_some();
+                    let channel_blocks = if channel_loop {
+                        1
+                    } else {
+                        c.out_channels.div_ceil(ocb)
+                    };
                     let spec = spec
                         .u32("OCB", ocb)
                         .u32("PX", px)
@@ -827,12 +832,7 @@ impl Program {
                         spec
                     };
                     let extent = Extent::Tiles {
-                        tiles: if channel_loop {
-                            1
-                        } else {
-                            c.out_channels.div_ceil(ocb)
-                        } * gh
-                            * gw.div_ceil(px),
+                        tiles: channel_blocks * gh * gw.div_ceil(px),
                         rows_per_workgroup: t.workgroup,
                         of: Count::Rows,
                     };
