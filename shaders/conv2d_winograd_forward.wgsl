@@ -6,8 +6,8 @@
 // Lanes are rows; each workgroup computes OCB output channels times PX neighbouring blocks of one block
 // row. Per input channel, each lane loads the 4 x (2 PX + 2) inputs under its blocks, transforms them, and
 // multiplies them with the transformed weights, read at uniform addresses.
-// With CHANNEL_LOOP (unchecked, with POOL, not SOFT: training) a workgroup computes every output
-// channel of PX blocks instead, in a loop over output channels; see that main for why.
+// With CHANNEL_LOOP (with POOL, not SOFT; Tiling::winograd_channel_loop) a workgroup computes every
+// output channel of PX blocks instead, in a loop over output channels; see that main for why.
 // With CHECKED (point programs, with POOL) the kernel picks the pool's winners (and with RELU whether
 // they are positive) as the direct kernel (conv2d_forward.wgsl) would on the same inputs: a rounding
 // bound (ops::winograd::forward_bounds) tells which windows' decisions it can vouch for, and the others
@@ -72,6 +72,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     }
     let x = r * IN_LEN;
     var v: array<array<array<f32, 16>, PX>, IN_C>;
+//#if CHECKED
+    var seen: Seen;
+//#endif
     //#unroll ic IN_C
     {
         var d: array<array<f32, SPAN>, 4>;
@@ -89,11 +92,20 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             //#end
         }
         //#end
+//#if CHECKED
+        see(&seen, &d);
+//#endif
         //#unroll p PX
         v[ic][p] = input_transform(&d, p);
         //#end
     }
     //#end
+//#if CHECKED
+    var patches: array<Patch, PX>;
+    //#unroll p PX
+    patches[p] = patch_of(&seen, p);
+    //#end
+//#endif
     for (var c = 0u; c < OUT_C; c++) {
         var m: array<array<f32, 16>, PX>;
         //#unroll ic IN_C
@@ -107,11 +119,31 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         //#end
         //#end
         let b = param(BIAS + c);
+//#if CHECKED
+        // This channel's blocks that the bound cannot vouch for.
+        var unsure = 0u;
+//#endif
         //#unroll p PX
         if (gx0 + p < GRID_W) {
-            pool_window(r, output_transform(m[p]), b, c, gy, gx0 + p);
+            var y = output_transform(m[p]);
+//#if CHECKED
+            unsure |= select(1u << p, 0u, vouched(&y, patches[p], b, c));
+//#endif
+            pool_window(r, y, b, c, gy, gx0 + p);
         }
         //#end
+//#if CHECKED
+        // Those again by direct sums. A loop, not a branch: lavapipe runs both sides of a branch
+        // under a mask, but leaves a loop once no lane is left in it.
+        loop {
+            if (unsure == 0u) {
+                break;
+            }
+            let p = firstTrailingBit(unsure);
+            unsure &= unsure - 1u;
+            pool_window(r, direct_block(x, c, gy, gx0 + p), b, c, gy, gx0 + p);
+        }
+//#endif
     }
 }
 
@@ -145,11 +177,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     // Per output channel and block, the 16 products of the transformed domain, summed over channels.
     var m: array<array<array<f32, 16>, PX>, OCB>;
 //#if CHECKED
-    // |inputs| under the strip, summed over channels, for the rounding bound.
-    var magnitude: array<array<f32, SPAN>, 4>;
-    // Whether an input differs from its right (across) or lower (down) neighbour in some channel.
-    var across: array<array<bool, SPAN>, 4>;
-    var down: array<array<bool, SPAN>, 3>;
+    var seen: Seen;
 //#endif
     for (var ic = 0u; ic < IN_C; ic++) {
         // The 4 x SPAN inputs under the strip; zero outside the input (padding).
@@ -172,21 +200,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
         }
 //#if CHECKED
-        for (var ty = 0u; ty < 4u; ty++) {
-            for (var q = 0u; q < SPAN; q++) {
-                magnitude[ty][q] += abs(d[ty][q]);
-            }
-        }
-        for (var ty = 0u; ty < 4u; ty++) {
-            for (var q = 0u; q + 1u < SPAN; q++) {
-                across[ty][q] = across[ty][q] || d[ty][q] != d[ty][q + 1u];
-            }
-        }
-        for (var ty = 0u; ty < 3u; ty++) {
-            for (var q = 0u; q < SPAN; q++) {
-                down[ty][q] = down[ty][q] || d[ty][q] != d[ty + 1u][q];
-            }
-        }
+        see(&seen, &d);
 //#endif
         var v: array<array<f32, 16>, PX>;
 //#if SOFT
@@ -215,46 +229,10 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         return;
     }
 //#if CHECKED
-    // Per block, for its outputs in row-major order, the parts of the rounding bound that scale with
-    // the inputs (ops::winograd::forward_bounds): the patch's magnitudes weighted by how often the
-    // output's Winograd sum uses them (rows and columns 1, 2, 3, 0 for the first output row or
-    // column, 0, 3, 2, 1 for the second), and its window's magnitudes.
-    var spread: array<vec4<f32>, PX>;
-    var window: array<vec4<f32>, PX>;
-    // Per block, which outputs have the same window as another (0 and 1, 2 and 3, 0 and 2, 1 and 3):
-    // the direct kernel's sums over equal windows are equal, and the first one wins the pool.
-    var same: array<vec4<bool>, PX>;
-    for (var p = 0u; p < PX; p++) {
-        var used: array<vec2<f32>, 4>;
-        var under: array<vec2<f32>, 4>;
-        for (var ty = 0u; ty < 4u; ty++) {
-            let a = magnitude[ty][2u * p];
-            let b = magnitude[ty][2u * p + 1u];
-            let c = magnitude[ty][2u * p + 2u];
-            let d = magnitude[ty][2u * p + 3u];
-            used[ty] = vec2<f32>(a + 2.0 * b + 3.0 * c, 3.0 * b + 2.0 * c + d);
-            under[ty] = vec2<f32>(a + b + c, b + c + d);
-        }
-        let top = used[0] + 2.0 * used[1] + 3.0 * used[2];
-        let bottom = 3.0 * used[1] + 2.0 * used[2] + used[3];
-        spread[p] = vec4<f32>(top, bottom);
-        window[p] = vec4<f32>(under[0] + under[1] + under[2], under[1] + under[2] + under[3]);
-        var equal = vec4<bool>(true);
-        for (var t = 0u; t < 3u; t++) {
-            // Outputs 0 and 1 (rows 0-2), 2 and 3 (rows 1-3): columns 0-2 equal columns 1-3.
-            let q = 2u * p + t;
-            let rows12 = !across[1][q] && !across[2][q];
-            equal.x = equal.x && rows12 && !across[0][q];
-            equal.y = equal.y && rows12 && !across[3][q];
-            // Outputs 0 and 2 (columns 0-2), 1 and 3 (columns 1-3): rows 0-2 equal rows 1-3, here
-            // row t and the one below it.
-            let c = 2u * p;
-            let cols12 = !down[t][c + 1u] && !down[t][c + 2u];
-            equal.z = equal.z && cols12 && !down[t][c];
-            equal.w = equal.w && cols12 && !down[t][c + 3u];
-        }
-        same[p] = equal;
-    }
+    var patches: array<Patch, PX>;
+    //#unroll p PX
+    patches[p] = patch_of(&seen, p);
+    //#end
     // Blocks (c * PX + p) whose decisions the bound cannot vouch for.
     var unsure = vec2<u32>(0u, 0u);
 //#endif
@@ -272,14 +250,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
             var y = output_transform(m[c][p]);
 //#if CHECKED
-            // Equal windows, equal values.
-            let equal = same[p];
-            y[1] = select(y[1], y[0], equal.x);
-            y[2] = select(y[2], y[0], equal.z);
-            y[3] = select(select(y[3], y[2], equal.y), y[1], equal.w);
-            let copies = vec4<bool>(false, equal.x, equal.z, equal.y || equal.w);
-            let e = param(BOUND + oc) * spread[p] + param(BOUND + OUT_C + oc) * window[p];
-            if (!vouched(y, b, e, copies)) {
+            if (!vouched(&y, patches[p], b, oc)) {
                 let j = c * PX + p;
                 if (j < 32u) {
                     unsure.x |= 1u << j;
@@ -372,11 +343,99 @@ fn pool_window(r: u32, y: array<f32, 4>, b: f32, oc: u32, gy: u32, gx: u32) {
 //#endif
 
 //#if CHECKED
-// Whether every set of values within `e` (and 3 u of their magnitude, ops::winograd::forward_bounds)
-// of the block's Winograd outputs `y` (bias `b` after) leads to the decision these lead to; the
-// `copies` have an earlier output's window. (No indexing by values: on lavapipe that is a gather.)
-fn vouched(y: array<f32, 4>, b: f32, e: vec4<f32>, copies: vec4<bool>) -> bool {
-    let v = vec4<f32>(y[0], y[1], y[2], y[3]) + b;
+// What the rounding bound needs of the inputs under a strip, gathered over the input channels.
+struct Seen {
+    // |inputs|, summed over channels.
+    magnitude: array<array<f32, SPAN>, 4>,
+    // Whether an input differs from its right (across) or lower (down) neighbour in some channel.
+    across: array<array<bool, SPAN>, 4>,
+    down: array<array<bool, SPAN>, 3>,
+}
+
+// Adds one input channel's 4 x SPAN inputs to `seen`.
+fn see(seen: ptr<function, Seen>, d: ptr<function, array<array<f32, SPAN>, 4>>) {
+    //#unroll ty 4
+    //#unroll q 2*PX+2
+    (*seen).magnitude[ty][q] += abs((*d)[ty][q]);
+    //#end
+    //#end
+    //#unroll ty 4
+    //#unroll q 2*PX+1
+    (*seen).across[ty][q] = (*seen).across[ty][q] || (*d)[ty][q] != (*d)[ty][q + 1u];
+    //#end
+    //#end
+    //#unroll ty 3
+    //#unroll q 2*PX+2
+    (*seen).down[ty][q] = (*seen).down[ty][q] || (*d)[ty][q] != (*d)[ty + 1u][q];
+    //#end
+    //#end
+}
+
+// Per block, for its outputs in row-major order, the parts of the rounding bound that scale with the
+// inputs (ops::winograd::forward_bounds), and which outputs share a window.
+struct Patch {
+    // The patch's magnitudes weighted by how often the output's Winograd sum uses them (rows and
+    // columns 1, 2, 3, 0 for the first output row or column, 0, 3, 2, 1 for the second).
+    spread: vec4<f32>,
+    // The magnitudes under the output's window.
+    window: vec4<f32>,
+    // Whether the output has the same window as an earlier one (0 and 1, 2 and 3, 0 and 2, 1 and 3):
+    // the direct kernel's sums over equal windows are equal, and the first one wins the pool.
+    same: vec4<bool>,
+}
+
+// Block p's patch.
+fn patch_of(seen: ptr<function, Seen>, p: u32) -> Patch {
+    var used: array<vec2<f32>, 4>;
+    var under: array<vec2<f32>, 4>;
+    //#unroll ty 4
+    {
+        let a = (*seen).magnitude[ty][2u * p];
+        let b = (*seen).magnitude[ty][2u * p + 1u];
+        let c = (*seen).magnitude[ty][2u * p + 2u];
+        let d = (*seen).magnitude[ty][2u * p + 3u];
+        used[ty] = vec2<f32>(a + 2.0 * b + 3.0 * c, 3.0 * b + 2.0 * c + d);
+        under[ty] = vec2<f32>(a + b + c, b + c + d);
+    }
+    //#end
+    let top = used[0] + 2.0 * used[1] + 3.0 * used[2];
+    let bottom = 3.0 * used[1] + 2.0 * used[2] + used[3];
+    var out: Patch;
+    out.spread = vec4<f32>(top, bottom);
+    out.window = vec4<f32>(under[0] + under[1] + under[2], under[1] + under[2] + under[3]);
+    var equal = vec4<bool>(true);
+    //#unroll t 3
+    {
+        // Outputs 0 and 1 (rows 0-2), 2 and 3 (rows 1-3): columns 0-2 equal columns 1-3.
+        let q = 2u * p + t;
+        let rows12 = !(*seen).across[1][q] && !(*seen).across[2][q];
+        equal.x = equal.x && rows12 && !(*seen).across[0][q];
+        equal.y = equal.y && rows12 && !(*seen).across[3][q];
+        // Outputs 0 and 2 (columns 0-2), 1 and 3 (columns 1-3): rows 0-2 equal rows 1-3, here
+        // row t and the one below it.
+        let c = 2u * p;
+        let cols12 = !(*seen).down[t][c + 1u] && !(*seen).down[t][c + 2u];
+        equal.z = equal.z && cols12 && !(*seen).down[t][c];
+        equal.w = equal.w && cols12 && !(*seen).down[t][c + 3u];
+    }
+    //#end
+    out.same = equal;
+    return out;
+}
+
+// Makes the block's Winograd outputs `y` (without the bias `b`) of channel oc equal where their
+// windows are, and tells whether every set of values within the rounding bound (ops::winograd::
+// forward_bounds) of them leads to the decision they lead to. Selects, not branches, and no indexing
+// by values (on lavapipe that is a gather).
+fn vouched(y: ptr<function, array<f32, 4>>, block: Patch, b: f32, oc: u32) -> bool {
+    let equal = block.same;
+    (*y)[1] = select((*y)[1], (*y)[0], equal.x);
+    (*y)[2] = select((*y)[2], (*y)[0], equal.z);
+    (*y)[3] = select(select((*y)[3], (*y)[2], equal.y), (*y)[1], equal.w);
+    // Outputs with an earlier output's window.
+    let copies = vec4<bool>(false, equal.x, equal.z, equal.y || equal.w);
+    let e = param(BOUND + oc) * block.spread + param(BOUND + OUT_C + oc) * block.window;
+    let v = vec4<f32>((*y)[0], (*y)[1], (*y)[2], (*y)[3]) + b;
     let bound = e + 1.7881393e-7 * abs(v);
     let lo = v - bound;
     let hi = v + bound;
@@ -384,17 +443,18 @@ fn vouched(y: array<f32, 4>, b: f32, e: vec4<f32>, copies: vec4<bool>) -> bool {
     var top = 0u;
     var top_v = v.x;
     var top_lo = lo.x;
-    for (var k = 1u; k < 4u; k++) {
-        if (!copies[k] && v[k] > top_v) {
-            top = k;
-            top_v = v[k];
-            top_lo = lo[k];
-        }
+    //#unroll j 3
+    {
+        let better = !copies[j + 1u] && v[j + 1u] > top_v;
+        top = select(top, j + 1u, better);
+        top_v = select(top_v, v[j + 1u], better);
+        top_lo = select(top_lo, lo[j + 1u], better);
     }
+    //#end
     var ahead = true;
-    for (var k = 0u; k < 4u; k++) {
-        ahead = ahead && (k == top || copies[k] || top_lo > hi[k]);
-    }
+    //#unroll k 4
+    ahead = ahead && (k == top || copies[k] || top_lo > hi[k]);
+    //#end
 //#if RELU
     // All surely not positive (no winner passes the ReLU), or a sure positive winner.
     return all(hi <= vec4<f32>(0.0)) || (ahead && top_lo > 0.0);

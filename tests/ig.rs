@@ -868,10 +868,11 @@ fn checked_winograd_takes_the_direct_kernels_decisions() {
         let q = Rule::GaussLegendre.nodes(24).unwrap();
         // With gradient norms: the first conv then runs at every point (by default its outputs
         // along the path are made from its outputs at the ends, maxpool_path.wgsl).
-        let run = |winograd, gradient_norms| {
+        let run = |winograd, channel_loop, gradient_norms| {
             let options = EngineOptions {
                 tiling: Some(Tiling {
                     winograd,
+                    winograd_channel_loop: channel_loop,
                     ..Tiling::CPU
                 }),
                 gradient_norms,
@@ -881,38 +882,37 @@ fn checked_winograd_takes_the_direct_kernels_decisions() {
             let ig = integrated_gradients(&mut e, &b, &q).unwrap();
             (ig, e.dispatch_labels())
         };
-        let (direct, _) = run(gig::gpu::Winograd::Never, true);
-        let (checked, labels) = run(gig::gpu::Winograd::Safe, true);
-        let (unchecked, _) = run(gig::gpu::Winograd::Everywhere, true);
-
-        assert!(
-            labels.iter().any(|l| l.contains("winograd_forward")),
-            "{arch}: {labels:?}"
-        );
+        let (direct, _) = run(gig::gpu::Winograd::Never, true, true);
+        let (unchecked, _) = run(gig::gpu::Winograd::Everywhere, true, true);
         let per_image = |ig: &gig::Attribution| -> Vec<Vec<f64>> {
             ig.values.chunks(b.dim).map(|v| v.to_vec()).collect()
         };
-        let (d, c, u) = (
-            per_image(&direct),
-            per_image(&checked),
-            per_image(&unchecked),
-        );
-        let worst = |other: &[Vec<f64>]| {
-            other
+        let d = per_image(&direct);
+        let worst = |other: &gig::Attribution| {
+            per_image(other)
                 .iter()
                 .zip(&d)
                 .map(|(o, d)| rel_l2(o, d))
                 .fold(0.0, f64::max)
         };
-        let (checked_err, unchecked_err) = (worst(&c), worst(&u));
-        assert!(
-            checked_err < 2e-6,
-            "{arch}: checked Winograd vs direct {checked_err}"
-        );
+        let unchecked_err = worst(&unchecked);
         assert!(
             unchecked_err > 1e-4,
             "{arch}: unchecked Winograd vs direct only {unchecked_err}: no fragile decisions"
         );
+        // Both forms of the checked kernel: a loop over every output channel, or channel blocks.
+        for channel_loop in [true, false] {
+            let (checked, labels) = run(gig::gpu::Winograd::Safe, channel_loop, true);
+            assert!(
+                labels.iter().any(|l| l.contains("winograd_forward")),
+                "{arch}: {labels:?}"
+            );
+            let checked_err = worst(&checked);
+            assert!(
+                checked_err < 2e-6,
+                "{arch} (channel loop {channel_loop}): checked Winograd vs direct {checked_err}"
+            );
+        }
     }
 }
 

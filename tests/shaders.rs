@@ -60,7 +60,12 @@ fn every_kernel_variant_validates_with_naga() {
             winograd: gig::gpu::Winograd::Everywhere,
             ..Tiling::CPU
         };
-        for tiling in [Tiling::CPU, Tiling::GPU, winograd] {
+        // The checked Winograd forward without its channel loop (CPU tiling's point programs use it).
+        let no_channel_loop = Tiling {
+            winograd_channel_loop: false,
+            ..Tiling::CPU
+        };
+        for tiling in [Tiling::CPU, Tiling::GPU, winograd, no_channel_loop] {
             for fuse in [true, false] {
                 // A small uniform limit exercises the storage form of the weights as well.
                 for max_uniform in [65536, 1024] {
@@ -117,8 +122,9 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 15] = [
+const FLAGS: [(Kernel, &str, &[bool]); 16] = [
     (Kernel::Conv2dWinogradForward, "CHECKED", &[false]),
+    (Kernel::Conv2dWinogradForward, "CHANNEL_LOOP", &[false]),
     (Kernel::Conv2dWinogradWeightGrad, "POOLED", &[false]),
     (Kernel::Conv2dBackward, "POOLED", &[false, true]),
     (Kernel::Conv2dWinogradBackward, "POOLED", &[false, true]),

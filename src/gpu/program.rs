@@ -186,6 +186,11 @@ pub struct Tiling {
     pub winograd_channels: usize,
     pub winograd_soft_channels: usize,
     pub winograd_strip: usize,
+    /// Whether a Winograd forward with a max-pool computes every output channel of its strip in one
+    /// workgroup, looping over them with the sums over input channels unrolled inside (CHANNEL_LOOP
+    /// in the kernel). On lavapipe a sum that a loop carries costs about 5 instructions per product;
+    /// on a GPU the unrolled inputs (IN_C x 16 values per block) would not fit in registers.
+    pub winograd_channel_loop: bool,
     /// Under `Winograd::Safe`, point programs run a conv and the 2x2 max-pool after it by checked
     /// Winograd where the conv has at least this many input channels. With one, the checks cost
     /// more than Winograd saves (on lavapipe the 1 -> 16 conv took 1.1-2.3x as long checked as
@@ -234,6 +239,7 @@ impl Tiling {
         winograd_channels: 8,
         winograd_soft_channels: 16,
         winograd_strip: 7,
+        winograd_channel_loop: true,
         checked_winograd_channels: 2,
         pooled_backward_channels: 2,
         pooled_direct_backward: false,
@@ -257,6 +263,7 @@ impl Tiling {
         winograd_channels: 4,
         winograd_soft_channels: 4,
         winograd_strip: 2,
+        winograd_channel_loop: false,
         checked_winograd_channels: 2,
         pooled_backward_channels: 1,
         pooled_direct_backward: true,
@@ -371,7 +378,8 @@ pub struct Program {
 pub const FOLDED_STORAGE_BUFFERS: u32 = 5;
 
 /// Blocks (output channels x 2x2 blocks) per tile of the checked Winograd forward kernel at most: it
-/// notes the blocks whose decisions it must take again in two u32 bit masks.
+/// notes the blocks whose decisions it must take again in two u32 bit masks (with CHANNEL_LOOP, one
+/// channel's blocks in one).
 const CHECKED_BLOCKS: usize = 64;
 
 /// `activation_of` of the values inside a fused conv block, which no buffer holds.
@@ -754,16 +762,24 @@ impl Program {
                         t.winograd_channels
                     };
                     let ocb = part(c.out_channels, channels);
-                    // The checked kernel binds the direct weights too, and notes each tile's
-                    // unvouched windows in 64 bits.
+                    // With a pool and not soft: every output channel in one workgroup, a loop
+                    // over them (CHANNEL_LOOP in the kernel).
+                    let channel_loop = t.winograd_channel_loop && !soft && pool.is_some();
+                    // The checked kernel binds the direct weights too, and notes the unvouched
+                    // windows of a tile (of a channel with CHANNEL_LOOP) in 64 bits (32).
                     let storage = 3
                         + usize::from(4 * winograd_len(c, false) as u64 > max_uniform_bytes)
                         + usize::from(4 * params(i) as u64 > max_uniform_bytes);
+                    let noted = if channel_loop {
+                        px <= CHECKED_BLOCKS / 2
+                    } else {
+                        ocb * px <= CHECKED_BLOCKS
+                    };
                     let fits = pool.is_some()
                         && c.in_channels >= t.checked_winograd_channels
-                        && ocb * px <= CHECKED_BLOCKS
+                        && noted
                         && storage <= max_storage_buffers as usize;
-                    (!checked || fits).then_some((ocb, px))
+                    (!checked || fits).then_some((ocb, px, channel_loop))
                 }
                 _ => None,
             };
@@ -783,7 +799,7 @@ impl Program {
                     (Kernel::MaxPoolPath, spec, bindings, extent)
                 }
                 Layer::Conv2d(c) if winograd_forward.is_some() => {
-                    let (ocb, px) = winograd_forward.unwrap();
+                    let (ocb, px, channel_loop) = winograd_forward.unwrap();
                     // Blocks of 2x2 conv outputs; with a pool, each block is one pool window.
                     let mut bindings = vec![(1, Winograd(i, false))];
                     if checked {
@@ -809,9 +825,6 @@ impl Program {
                             (spec, [oh / 2, ow / 2])
                         }
                     };
-                    // Unchecked with a pool (training): every output channel in one workgroup, a
-                    // loop over them (CHANNEL_LOOP in the kernel).
-                    let channel_loop = !checked && !soft && pool.is_some();
                     let channel_blocks = if channel_loop {
                         1
                     } else {
