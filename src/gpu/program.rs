@@ -182,10 +182,17 @@ pub struct Tiling {
     pub linear_features: usize,
     /// Which 3x3 stride-1 convs of attribution run as Winograd's F(2x2, 3x3).
     pub winograd: Winograd,
-    /// Channels and 2x2 blocks per Winograd tile; soft forward tiles have channels of their own.
+    /// Channels and 2x2 blocks per Winograd tile; soft forward tiles and input gradients have
+    /// channels of their own.
     pub winograd_channels: usize,
     pub winograd_soft_channels: usize,
     pub winograd_strip: usize,
+    /// Input channels per tile of the Winograd input gradient. Each tile reads the output gradients
+    /// (with a pool, its gradients and choices) under it for every output channel, once per channel
+    /// block: on lavapipe, where each such read is a loop over the lanes, all 16 input channels of
+    /// the shipped CNN's second conv in one tile made that kernel 19% faster at batch 100 than 8
+    /// (and 16% in training, no slower at batch 1; BENCHMARKS.md).
+    pub winograd_backward_channels: usize,
     /// Whether a Winograd forward with a max-pool computes every output channel of its strip in one
     /// workgroup, looping over them with the sums over input channels unrolled inside (CHANNEL_LOOP
     /// in the kernel). On lavapipe a sum that a loop carries costs about 5 instructions per product;
@@ -239,6 +246,7 @@ impl Tiling {
         winograd_channels: 8,
         winograd_soft_channels: 16,
         winograd_strip: 7,
+        winograd_backward_channels: 16,
         winograd_channel_loop: true,
         checked_winograd_channels: 2,
         pooled_backward_channels: 2,
@@ -263,6 +271,7 @@ impl Tiling {
         winograd_channels: 4,
         winograd_soft_channels: 4,
         winograd_strip: 2,
+        winograd_backward_channels: 4,
         winograd_channel_loop: false,
         checked_winograd_channels: 2,
         pooled_backward_channels: 1,
@@ -1137,7 +1146,7 @@ impl Program {
                     // Winograd's 2x2 blocks or direct strips; either applies the ReLU mask before
                     // the conv and the max-pool after it.
                     let (kernel, weights, spec, tiles) = if winograd_backward(i) {
-                        let icb = part(c.in_channels, t.winograd_channels);
+                        let icb = part(c.in_channels, t.winograd_backward_channels);
                         let px = part(iw / 2, t.winograd_strip);
                         let spec = spec.u32("ICB", icb).u32("PX", px).flag("WINOGRAD", true);
                         let spec = params_decl(spec, winograd_len(c, true), max_uniform_bytes);
