@@ -173,9 +173,13 @@ def speed(args):
             ours.append(line["gradient_evaluations_per_s"])
             theirs.append(captum_rate(model, x, args.steps, args.method, args.device, args.repeat))
         g, c = float(np.median(ours)), float(np.median(theirs))
+        # Each round times both back to back, so its ratio shares the machine's load of the moment:
+        # on a noisy machine the per-round ratios spread less than either rate.
+        ratios = [o / t for o, t in zip(ours, theirs)]
         print(f"batch {batch:4d}: gig {g:10.1f} evaluations/s ({line['adapter']}), "
               f"captum {c:10.1f} evaluations/s (torch {torch.__version__}, {args.device}, "
-              f"{torch.get_num_threads()} threads): ratio {g / c:.2f}")
+              f"{torch.get_num_threads()} threads): ratio {g / c:.2f} (per round: median "
+              f"{float(np.median(ratios)):.2f}, range {min(ratios):.2f}-{max(ratios):.2f})")
     return 0
 
 
