@@ -115,7 +115,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let inputs = Tensor::read_images(&args.input, model.input_shape())?;
     let baselines = baseline.make(&inputs)?;
     let n = inputs.shape[0];
-    let mut backend = args.device.backend(&model)?;
+    let mut backend = args.device.backend(&model, n * args.steps)?;
     let targets = target.resolve(backend.as_mut(), &inputs.data, n)?;
     let batch = Batch::new(&model, inputs.data.clone(), baselines.data, targets)?;
     let ig = method::explain(backend.as_mut(), &batch, method, &settings)?;

@@ -77,7 +77,7 @@ pub fn run(args: Args) -> Result<()> {
         Box::new(CpuBackend::new(&model))
     } else {
         let gpu = Gpu::new(&args.device.gpu_options())?;
-        let options = args.device.engine_options(&gpu);
+        let options = args.device.engine_options(&gpu, None);
         engine = Some(Engine::new(&gpu, &model, options.clone())?);
         Box::new(Engine::new(&gpu, &model, options)?)
     };

@@ -119,7 +119,9 @@ pub fn run(args: Args) -> Result<()> {
         )));
     }
     let data = data.select(&(0..args.count).collect::<Vec<_>>());
-    let mut backend = args.device.backend(&model)?;
+    // Points: each method's paths, and the curves' perturbed images.
+    let rows = args.count * attributors.len() * (args.steps + 2 * args.curve_steps);
+    let mut backend = args.device.backend(&model, rows)?;
     let device = backend.device();
     // Explain the model's decision, right or wrong: the label is in the CSV beside it.
     let targets: Vec<usize> = backend

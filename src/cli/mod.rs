@@ -35,6 +35,13 @@ pub struct DeviceArgs {
     pub gradient_norms: bool,
 }
 
+/// Below this many path points a command compiles the channel-block form of a forward Winograd conv
+/// with a max-pool instead of the channel loop (`Tiling::winograd_channel_loop`; the same results bit
+/// for bit). On lavapipe the loop's kernel for the shipped model's 16 -> 32 conv takes about 3 s to
+/// compile instead of under 1 s, and saves 10-20 us per point (BENCHMARKS.md, "Compile time or run
+/// time"): `gig attribute` of a few images would wait for it, `gig bench` and long runs gain.
+pub const CHANNEL_LOOP_ROWS: usize = 100_000;
+
 impl DeviceArgs {
     pub fn is_cpu(&self) -> bool {
         self.backend.as_deref() == Some("cpu")
@@ -47,8 +54,9 @@ impl DeviceArgs {
         }
     }
 
-    /// The GPU engine, or the CPU reference for `--backend cpu`.
-    pub fn backend(&self, model: &Model) -> Result<Box<dyn Backend>> {
+    /// The GPU engine, or the CPU reference for `--backend cpu`, for a command that evaluates about
+    /// `rows` path points (images x steps).
+    pub fn backend(&self, model: &Model, rows: usize) -> Result<Box<dyn Backend>> {
         if self.is_cpu() {
             return Ok(Box::new(CpuBackend::new(model)));
         }
@@ -56,20 +64,24 @@ impl DeviceArgs {
         Ok(Box::new(Engine::new(
             &gpu,
             model,
-            self.engine_options(&gpu),
+            self.engine_options(&gpu, Some(rows)),
         )?))
     }
 
-    /// `--max-memory`, `--conv` and `--gradient-norms` for an engine on `gpu`.
-    pub fn engine_options(&self, gpu: &Gpu) -> EngineOptions {
+    /// `--max-memory`, `--conv` and `--gradient-norms` for an engine on `gpu` that evaluates about
+    /// `rows` path points (`None`: as many as a benchmark runs).
+    pub fn engine_options(&self, gpu: &Gpu, rows: Option<usize>) -> EngineOptions {
         let winograd = match self.conv.as_str() {
             "direct" => Some(Winograd::Never),
             "winograd" => Some(Winograd::Everywhere),
             _ => None,
         };
-        let tiling = winograd.map(|winograd| Tiling {
-            winograd,
-            ..Tiling::for_adapter(&gpu.info)
+        let adapter = Tiling::for_adapter(&gpu.info);
+        let few = rows.is_some_and(|r| r < CHANNEL_LOOP_ROWS);
+        let tiling = (winograd.is_some() || few).then(|| Tiling {
+            winograd: winograd.unwrap_or(adapter.winograd),
+            winograd_channel_loop: adapter.winograd_channel_loop && !few,
+            ..adapter
         });
         EngineOptions {
             max_memory: self.max_memory,
@@ -148,5 +160,37 @@ mod tests {
         assert_eq!(super::parse_bytes("4096"), Ok(4096));
         assert!(super::parse_bytes("0").is_err());
         assert!(super::parse_bytes("3T").is_err());
+    }
+
+    #[test]
+    fn short_runs_compile_the_channel_blocks() {
+        use super::*;
+        let args = |conv: &str| DeviceArgs {
+            backend: None,
+            adapter: None,
+            max_memory: DEFAULT_MAX_MEMORY,
+            conv: conv.into(),
+            gradient_norms: false,
+        };
+        let gpu = Gpu::new(&GpuOptions::default()).unwrap();
+        let adapter = Tiling::for_adapter(&gpu.info);
+        let channel_loop = |o: EngineOptions| o.tiling.unwrap_or(adapter).winograd_channel_loop;
+        // A benchmark and a long run take the adapter's choice; a short run never the loop.
+        assert_eq!(
+            channel_loop(args("auto").engine_options(&gpu, None)),
+            adapter.winograd_channel_loop
+        );
+        assert_eq!(
+            channel_loop(args("auto").engine_options(&gpu, Some(CHANNEL_LOOP_ROWS))),
+            adapter.winograd_channel_loop
+        );
+        assert!(!channel_loop(args("auto").engine_options(&gpu, Some(640))));
+        // --conv still applies to short runs.
+        let short = args("direct")
+            .engine_options(&gpu, Some(640))
+            .tiling
+            .unwrap();
+        assert_eq!(short.winograd, Winograd::Never);
+        assert!(!short.winograd_channel_loop);
     }
 }

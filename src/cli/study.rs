@@ -88,7 +88,8 @@ pub fn run(args: Args) -> Result<()> {
         data.images.clone(),
     )?;
     let baselines = Baseline::parse(&args.baseline)?.make(&inputs)?;
-    let mut backend = args.device.backend(&model)?;
+    let rows = args.count * methods.len() * args.budgets.iter().sum::<usize>();
+    let mut backend = args.device.backend(&model, rows)?;
     let targets =
         Target::parse(&args.target)?.resolve(backend.as_mut(), &inputs.data, data.len())?;
     let batch = Batch::new(&model, inputs.data.clone(), baselines.data, targets)?;

@@ -140,7 +140,7 @@ pub struct EvalArgs {
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let model = load_model(&args.model)?;
     let data = args.data.load()?;
-    let mut backend = args.device.backend(&model)?;
+    let mut backend = args.device.backend(&model, data.len())?;
     let s = score(backend.as_mut(), &data)?;
     if args.json {
         let line = json!({
