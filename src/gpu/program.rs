@@ -193,6 +193,11 @@ pub struct Tiling {
     /// the shipped CNN's second conv in one tile made that kernel 19% faster at batch 100 than 8
     /// (and 16% in training, no slower at batch 1; BENCHMARKS.md).
     pub winograd_backward_channels: usize,
+    /// Rows per workgroup of the Winograd input gradient, at most (`workgroup` caps it). With one
+    /// channel block its tiles are few (7 for the shipped model's second conv), and lavapipe gives
+    /// each thread a contiguous range of workgroups: 32 rows split 64-row blocks over both threads,
+    /// which made that kernel 13% faster in training and 5-10% at batch 1 (BENCHMARKS.md).
+    pub winograd_backward_workgroup: usize,
     /// Whether a Winograd forward with a max-pool computes every output channel of its strip in one
     /// workgroup, looping over them with the sums over input channels unrolled inside (CHANNEL_LOOP
     /// in the kernel). On lavapipe a sum that a loop carries costs about 5 instructions per product;
@@ -247,6 +252,7 @@ impl Tiling {
         winograd_soft_channels: 16,
         winograd_strip: 7,
         winograd_backward_channels: 16,
+        winograd_backward_workgroup: 32,
         winograd_channel_loop: true,
         checked_winograd_channels: 2,
         pooled_backward_channels: 2,
@@ -272,6 +278,7 @@ impl Tiling {
         winograd_soft_channels: 4,
         winograd_strip: 2,
         winograd_backward_channels: 4,
+        winograd_backward_workgroup: 64,
         winograd_channel_loop: false,
         checked_winograd_channels: 2,
         pooled_backward_channels: 1,
@@ -1145,9 +1152,12 @@ impl Program {
                 Layer::Conv2d(c) => {
                     // Winograd's 2x2 blocks or direct strips; either applies the ReLU mask before
                     // the conv and the max-pool after it.
+                    let winograd_rows = t.workgroup.min(t.winograd_backward_workgroup);
                     let (kernel, weights, spec, tiles) = if winograd_backward(i) {
                         let icb = part(c.in_channels, t.winograd_backward_channels);
                         let px = part(iw / 2, t.winograd_strip);
+                        let spec =
+                            layer_spec(winograd_rows, layer, input, output).flag("SOFT", soft);
                         let spec = spec.u32("ICB", icb).u32("PX", px).flag("WINOGRAD", true);
                         let spec = params_decl(spec, winograd_len(c, true), max_uniform_bytes);
                         let tiles = ic.div_ceil(icb) * (ih / 2) * (iw / 2).div_ceil(px);
@@ -1186,7 +1196,11 @@ impl Program {
                     bindings.extend(pooled);
                     let extent = Extent::Tiles {
                         tiles,
-                        rows_per_workgroup: t.workgroup,
+                        rows_per_workgroup: if winograd_backward(i) {
+                            winograd_rows
+                        } else {
+                            t.workgroup
+                        },
                         of: Count::GradRows,
                     };
                     let label = backward_label(kernel, i);
