@@ -60,7 +60,7 @@ fn every_kernel_variant_validates_with_naga() {
             winograd: gig::gpu::Winograd::Everywhere,
             ..Tiling::CPU
         };
-        // The checked Winograd forward without its channel loop (CPU tiling's point programs use it).
+        // The checked Winograd forward without its channel loop (short CLI runs compile it).
         let no_channel_loop = Tiling {
             winograd_channel_loop: false,
             ..Tiling::CPU

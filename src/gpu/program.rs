@@ -1152,12 +1152,11 @@ impl Program {
                 Layer::Conv2d(c) => {
                     // Winograd's 2x2 blocks or direct strips; either applies the ReLU mask before
                     // the conv and the max-pool after it.
-                    let winograd_rows = t.workgroup.min(t.winograd_backward_workgroup);
-                    let (kernel, weights, spec, tiles) = if winograd_backward(i) {
+                    let (kernel, weights, spec, tiles, rows) = if winograd_backward(i) {
                         let icb = part(c.in_channels, t.winograd_backward_channels);
                         let px = part(iw / 2, t.winograd_strip);
-                        let spec =
-                            layer_spec(winograd_rows, layer, input, output).flag("SOFT", soft);
+                        let rows = t.workgroup.min(t.winograd_backward_workgroup);
+                        let spec = layer_spec(rows, layer, input, output).flag("SOFT", soft);
                         let spec = spec.u32("ICB", icb).u32("PX", px).flag("WINOGRAD", true);
                         let spec = params_decl(spec, winograd_len(c, true), max_uniform_bytes);
                         let tiles = ic.div_ceil(icb) * (ih / 2) * (iw / 2).div_ceil(px);
@@ -1166,6 +1165,7 @@ impl Program {
                             Winograd(i, true),
                             spec,
                             tiles,
+                            rows,
                         )
                     } else {
                         let icb = part(c.in_channels, t.conv_channels);
@@ -1181,7 +1181,7 @@ impl Program {
                             .u32("GSPAN", (hi - lo + 1) as usize);
                         let spec = params_decl(spec, params(i), max_uniform_bytes);
                         let tiles = ic.div_ceil(icb) * ih * iw.div_ceil(px);
-                        (Kernel::Conv2dBackward, Params(i), spec, tiles)
+                        (Kernel::Conv2dBackward, Params(i), spec, tiles, t.workgroup)
                     };
                     let (spec, pooled) = pooled_spec(spec.flag("MASK", mask), i);
                     let mut bindings = vec![
@@ -1196,11 +1196,7 @@ impl Program {
                     bindings.extend(pooled);
                     let extent = Extent::Tiles {
                         tiles,
-                        rows_per_workgroup: if winograd_backward(i) {
-                            winograd_rows
-                        } else {
-                            t.workgroup
-                        },
+                        rows_per_workgroup: rows,
                         of: Count::GradRows,
                     };
                     let label = backward_label(kernel, i);
