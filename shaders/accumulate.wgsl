@@ -65,11 +65,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let d0 = item;
     let corner = item;
 //#endif
-    // Running sums per accumulator, written back when the row's slot changes.
+    // Running sums per accumulator, written back when the row's slot changes. Each starts from what
+    // earlier rows left, or from zero for its first row.
     var slot = rows[span.first_row].slot;
     var acc: array<f32, VALUES>;
     for (var v = 0u; v < VALUES; v++) {
-        if (v / WIN < count) {
+        if (v / WIN < count && rows[span.first_row].fresh == 0u) {
             acc[v] = total[(base + slot) * ACC_LEN + corner + offset(v)];
         }
     }
@@ -83,7 +84,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
             slot = row.slot;
             for (var v = 0u; v < VALUES; v++) {
-                if (v / WIN < count) {
+                acc[v] = 0.0;
+                if (v / WIN < count && row.fresh == 0u) {
                     acc[v] = total[(base + slot) * ACC_LEN + corner + offset(v)];
                 }
             }

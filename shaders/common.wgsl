@@ -45,7 +45,9 @@ struct Row {
     grad_norm: f32,
     slope: f32,
     probe: f32,
-    _pad0: u32,
+    // Written by the host: 1 where the row is the first in its group to add to accumulator `slot` of
+    // its image, which accumulate.wgsl then starts from zero instead of reading.
+    fresh: u32,
     _pad1: u32,
 }
 

@@ -122,7 +122,7 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 16] = [
+const FLAGS: [(Kernel, &str, &[bool]); 17] = [
     (Kernel::Conv2dWinogradForward, "CHECKED", &[false]),
     (Kernel::Conv2dWinogradForward, "CHANNEL_LOOP", &[false]),
     (Kernel::Conv2dWinogradWeightGrad, "POOLED", &[false]),
@@ -139,6 +139,7 @@ const FLAGS: [(Kernel, &str, &[bool]); 16] = [
     (Kernel::Diagnostics, "VEC4", &[false]),
     (Kernel::Accumulate, "FOLDED", &[false]),
     (Kernel::Finish, "FOLDED", &[false]),
+    (Kernel::Finish, "SUM", &[false]),
 ];
 
 #[test]

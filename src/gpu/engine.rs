@@ -88,6 +88,10 @@ pub struct Engine {
     readback: Option<Readback>,
     /// The uniform of the last chunk that ran, for [`Engine::rerun_dispatch`].
     last_chunk: Option<ChunkUniform>,
+    /// Which accumulators (image x slot) of the current group a row has added to: the first row
+    /// of each starts it from zero instead of reading it (`Row.fresh`). Adaptive runs keep an
+    /// accumulator per cell, so most rows are first.
+    added: Vec<bool>,
 }
 
 /// True for dispatches whose work is per row (forward or backward): what one evaluation costs.
@@ -126,6 +130,7 @@ impl Engine {
             tiling,
             readback: None,
             last_chunk: None,
+            added: Vec::new(),
         };
         engine.activate(false)?;
         Ok(engine)
@@ -347,7 +352,7 @@ impl Engine {
         Ok(())
     }
 
-    fn write_chunk(&self, r: &Round<'_>, chunk: &Chunk) -> ChunkUniform {
+    fn write_chunk(&self, r: &Round<'_>, chunk: &Chunk, added: &mut [bool]) -> ChunkUniform {
         let rows: Vec<RowEntry> = chunk
             .rows
             .iter()
@@ -365,6 +370,12 @@ impl Engine {
                     }
                     Point::Forward(k) => (plan.forward[k], 0.0, 0.0, 0),
                 };
+                let fresh = match row.point {
+                    Point::Gradient(_) => {
+                        !std::mem::replace(&mut added[row.image * r.slots + slot], true)
+                    }
+                    Point::Forward(_) => false,
+                };
                 RowEntry {
                     image: row.image as u32,
                     logit: r.batch.targets[r.group.start + row.image] as u32,
@@ -372,6 +383,7 @@ impl Engine {
                     weight: weight as f32,
                     cell: cell as f32,
                     slot: slot as u32,
+                    fresh: u32::from(fresh),
                     ..RowEntry::default()
                 }
             })
@@ -455,10 +467,16 @@ impl Engine {
         let classes = self.model.classes();
         let logits_slot = Slot::Activation(*self.program().activation_of.last().unwrap());
         let finish = self.program().dispatches.len();
+        let finishers = self.program().finish.len();
         let row_bytes = size_of::<RowEntry>() as u64;
         for (ci, chunk) in group.chunks.iter().enumerate() {
             let last = ci + 1 == group.chunks.len();
-            let uniform = self.write_chunk(r, chunk);
+            let mut added = std::mem::take(&mut self.added);
+            if ci == 0 && r.fresh {
+                added = vec![false; r.group.len() * r.slots];
+            }
+            let uniform = self.write_chunk(r, chunk, &mut added);
+            self.added = added;
             self.last_chunk = Some(uniform);
             let mut encoder = gpu.device.create_command_encoder(&Default::default());
             if ci == 0 && r.fresh {
@@ -466,9 +484,10 @@ impl Engine {
             }
             let with_finish = last && r.finish.is_some();
             // Work per image of the group (a folded first layer at the path's ends) is done once,
-            // when the group's images are written (`get` is None for the finish dispatch).
+            // when the group's images are written (`get` is None for the finish dispatches).
             let dispatches = &self.program().dispatches;
-            let indices = (0..finish + usize::from(with_finish)).filter(|&i| {
+            let finishing = if with_finish { finishers } else { 0 };
+            let indices = (0..finish + finishing).filter(|&i| {
                 (ci == 0 && r.fresh) || dispatches.get(i).is_none_or(|d| !d.per_group())
             });
             let used = self.compiled().encode(&mut encoder, indices, &uniform);
@@ -558,9 +577,10 @@ impl Engine {
         let gpu = self.gpu.clone();
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         let finish = self.program().dispatches.len();
+        let finishers = self.program().finish.len();
         let used = self
             .compiled()
-            .encode(&mut encoder, finish..finish + 1, &uniform);
+            .encode(&mut encoder, finish..finish + finishers, &uniform);
         stats.dispatches += used.len();
         stats.submissions += 1;
         stats.readbacks += 1;

@@ -30,7 +30,9 @@ pub struct RowEntry {
     pub grad_norm: f32,
     pub slope: f32,
     pub probe: f32,
-    pub _pad: [u32; 2],
+    /// 1 for the first row of its group to add to its accumulator.
+    pub fresh: u32,
+    pub _pad: u32,
 }
 
 /// Keep in sync with `Span` in shaders/common.wgsl.

@@ -32,6 +32,9 @@ pub enum Slot {
     Spans,
     /// The group's running sums of weighted gradients: `Sizes::slots` per image.
     Total,
+    /// With a folded first conv: the weighted sum of each image's accumulators, before the conv's
+    /// transpose.
+    Sum,
     /// The weight of each of the group's accumulators in the attributions.
     AccumulatorWeights,
     /// The group's attributions.
@@ -351,8 +354,8 @@ pub struct Sizes {
 pub struct Program {
     /// The dispatches of every chunk (attribution) or step (training), in order.
     pub dispatches: Vec<Dispatch>,
-    /// Attribution: the last chunk of a group adds this one.
-    pub finish: Option<Dispatch>,
+    /// Attribution: the last chunk of a group adds these, which make the attributions.
+    pub finish: Vec<Dispatch>,
     pub activation_lens: Vec<usize>,
     /// Per max-pool: values per row of its choice buffer (the maximum's position; with `soft`, every
     /// element's share).
@@ -637,9 +640,11 @@ impl Program {
         // over the path: the conv is linear in its input, so sum_k w_k K^T g_k = K^T sum_k w_k g_k
         // for its output gradients g_k. The accumulators sum w_k g_k, read through the max-pool's
         // choices (its windows must be disjoint: each conv output then has one window), and the
-        // finish dispatch applies K^T once per image. dF/dalpha = g_k . K (x - b) = g_k . (z(x) -
-        // z(b)) needs the conv's outputs at the path's ends (bias cancels). The pool after the conv,
-        // if the first conv's input gradient is folded so.
+        // finish dispatches sum the accumulators and apply K^T once per image. dF/dalpha = g_k . K
+        // (x - b) = g_k . (z(x) - z(b)) needs the conv's outputs at the path's ends (bias cancels).
+        // The pool after the conv, if the first conv's input gradient is folded so. (Soft cells do
+        // not fold: adaptive runs keep an accumulator per cell, and on lavapipe writing each cell's
+        // conv-output gradient and summing them cost as much as the conv's input gradient per cell.)
         let folds_input = pooled_by(0).filter(|_| {
             !training && !gradient_norms && max_storage_buffers >= FOLDED_STORAGE_BUFFERS
         });
@@ -1294,7 +1299,7 @@ impl Program {
             }
         }
 
-        let mut finish = None;
+        let mut finish = Vec::new();
         match purpose {
             Purpose::Attribution { .. } => {
                 // Diagnostics first: IDG's accumulation weighs each row by the dF/dalpha they compute.
@@ -1379,8 +1384,21 @@ impl Program {
                 ];
                 let spec = match folds_input {
                     Some(_) => {
-                        // The first conv's transpose, once per image.
-                        bindings.push((1, Params(0)));
+                        // The accumulators' weighted sum first, then the first conv's transpose of
+                        // it, once per image: adaptive runs keep an accumulator per cell, and each
+                        // conv output is read once per accumulator instead of once per tap.
+                        finish.push(dispatch(
+                            Kernel::Finish,
+                            elementwise(total_len).flag("SUM", true),
+                            vec![(0, Chunk), (3, Total), (4, AccumulatorWeights), (5, Sum)],
+                            Extent::Invocations {
+                                per: total_len,
+                                of: Count::Images,
+                            },
+                            "finish (sum of accumulators)".into(),
+                        ));
+                        bindings = vec![(0, Chunk), (1, Params(0)), (2, Images), (3, Sum)];
+                        bindings.push((5, Attributions));
                         let spec = layer_spec(t.workgroup, &layers[0], shapes[0], shapes[1])
                             .u32("LEN", dim)
                             .u32("ACC_LEN", total_len)
@@ -1389,7 +1407,7 @@ impl Program {
                     }
                     None => elementwise(dim),
                 };
-                finish = Some(dispatch(
+                finish.push(dispatch(
                     Kernel::Finish,
                     spec,
                     bindings,
@@ -1453,7 +1471,7 @@ impl Program {
                 }
             }
         }
-        for d in dispatches.iter_mut().chain(finish.as_mut()) {
+        for d in dispatches.iter_mut().chain(&mut finish) {
             (d.flops_per_row, d.bytes_per_row) = cost(d, shapes);
         }
         let mask_lens = (0..n)
@@ -1484,7 +1502,7 @@ impl Program {
 
     /// Every dispatch (then finish).
     pub fn all(&self) -> impl Iterator<Item = &Dispatch> {
-        self.dispatches.iter().chain(self.finish.as_ref())
+        self.dispatches.iter().chain(&self.finish)
     }
 
     /// Bytes of the buffer behind `slot` for buffers of `sizes` (none for the layer weights, which
@@ -1497,6 +1515,7 @@ impl Program {
             Slot::Images => f(2 * sizes.images * self.dim),
             Slot::Ends => f(2 * sizes.images * self.ends_len),
             Slot::Total => f(sizes.images * sizes.slots * self.total_len),
+            Slot::Sum => f(sizes.images * self.total_len),
             Slot::AccumulatorWeights => f(sizes.images * sizes.slots),
             Slot::Attributions => f(sizes.images * self.dim),
             Slot::Diagnostics => f(12 * sizes.group_rows),
@@ -1521,7 +1540,7 @@ impl Program {
     /// The slots the dispatches bind, each once, and the diagnostics each chunk's row table is copied to.
     pub fn slots(&self) -> Vec<Slot> {
         let mut v: Vec<Slot> = Vec::new();
-        if self.finish.is_some() {
+        if !self.finish.is_empty() {
             v.push(Slot::Diagnostics);
         }
         for (_, s) in self.all().flat_map(|d| &d.bindings) {
@@ -1707,9 +1726,11 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
         Kernel::ReluForward | Kernel::ReluBackward => (c("LEN"), 8.0 * c("LEN")),
         Kernel::Path => (3.0 * dim, 12.0 * dim),
         // A folded first conv: diagnostics and accumulate read a max-pool's output gradient and
-        // choices; finish applies the conv's transpose once per image.
+        // choices; finish sums the accumulators (per accumulator) and applies the conv's transpose
+        // once per image.
         Kernel::Diagnostics if d.spec.has_flag("FOLDED") => (2.0 * c("LEN"), 8.0 * c("LEN")),
         Kernel::Accumulate if d.spec.has_flag("FOLDED") => (c("LEN"), 8.0 * c("LEN")),
+        Kernel::Finish if d.spec.has_flag("SUM") => (2.0 * c("LEN"), 8.0 * c("LEN")),
         Kernel::Finish if d.spec.has_flag("FOLDED") => (
             2.0 * out_len * c("IN_C") * window,
             4.0 * (3.0 * dim + c("ACC_LEN")),
