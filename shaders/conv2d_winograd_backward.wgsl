@@ -22,7 +22,8 @@
 //#if POOLED
 // The max-pool's choices: where each window's maximum was (hard), or each element's share (SOFT).
 //#if SOFT
-@group(0) @binding(5) var<storage, read> argmax: array<f32>;
+// (A window's 4 shares as one vec4: on lavapipe each read is a loop over the lanes.)
+@group(0) @binding(5) var<storage, read> argmax: array<vec4<f32>>;
 //#else
 @group(0) @binding(5) var<storage, read> argmax: array<u32>;
 //#endif
@@ -91,9 +92,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                     let o = row * POOL_LEN + (oc * POOL_H + u32(py)) * POOL_W + u32(px);
                     let g = grad_out[o];
 //#if SOFT
-                    let s = vec4<f32>(argmax[o * 4u], argmax[o * 4u + 1u], argmax[o * 4u + 2u],
-                                      argmax[o * 4u + 3u]);
-                    let v = g * s;
+                    let v = g * argmax[o];
 //#else
                     let at = argmax[o];
                     let j = (oc * OUT_H + 2u * u32(py)) * OUT_W + 2u * u32(px);

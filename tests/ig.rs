@@ -600,6 +600,7 @@ fn pooled_backward_case(arch: &str, shape: [usize; 3], fused_winograd: usize, fu
                 tiling: Some(gig::gpu::Tiling {
                     winograd,
                     pooled_backward_channels,
+                    soft_pooled_backward_channels: pooled_backward_channels,
                     pooled_direct_backward: true,
                     ..Tiling::CPU
                 }),

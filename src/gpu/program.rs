@@ -217,6 +217,10 @@ pub struct Tiling {
     /// that paid for a 16-channel conv and cost more than the pool's own pass for a 1-channel one
     /// (BENCHMARKS.md).
     pub pooled_backward_channels: usize,
+    /// The same for soft cells, whose pool pass is costlier: it spreads each window's gradient by
+    /// four shares and stores them all. On lavapipe applying it in the 1 -> 16 conv's input gradient
+    /// took 2.5 ms against 2.3 + 2.3 ms for the two passes (adaptive at batch 1; BENCHMARKS.md).
+    pub soft_pooled_backward_channels: usize,
     /// Whether the direct (not Winograd) conv input gradient applies the max-pool too. It reads each
     /// conv output's gradient and choice on its own: on lavapipe the 16 -> 32 conv then took 4.4-4.5 ms
     /// against 3.7 + 0.5 ms with the pool's own pass, so CPU adapters keep the pass.
@@ -259,6 +263,7 @@ impl Tiling {
         winograd_channel_loop: true,
         checked_winograd_channels: 2,
         pooled_backward_channels: 2,
+        soft_pooled_backward_channels: 1,
         pooled_direct_backward: false,
         weight_grad_strip: 4,
         weight_grad_products: 576,
@@ -285,6 +290,7 @@ impl Tiling {
         winograd_channel_loop: false,
         checked_winograd_channels: 2,
         pooled_backward_channels: 1,
+        soft_pooled_backward_channels: 1,
         pooled_direct_backward: true,
         weight_grad_strip: 2,
         weight_grad_products: 144,
