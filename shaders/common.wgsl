@@ -139,32 +139,50 @@ fn relu_share(v: f32, d: f32) -> f32 {
 // the maximum on one interval (the upper envelope of lines is convex): the intersection of the
 // half-lines on which it beats each other line. (Indices are constants once the loops unroll.)
 fn window_shares(v: array<f32, WIN>, d: array<f32, WIN>, valid: array<bool, WIN>, relu: bool) -> array<f32, WIN> {
-    var out: array<f32, WIN>;
+    var lo: array<f32, WIN>;
+    var hi: array<f32, WIN>;
+    var none: array<bool, WIN>;
     for (var i = 0u; i < WIN; i++) {
-        var lo = -1.0;
-        var hi = 1.0;
+        lo[i] = -1.0;
+        hi[i] = 1.0;
         // Against the zero line, which comes before every line in tie order.
-        var none = !valid[i] || (relu && d[i] == 0.0 && v[i] <= 0.0);
+        none[i] = !valid[i] || (relu && d[i] == 0.0 && v[i] <= 0.0);
         if (relu && d[i] != 0.0) {
             let t = -v[i] / d[i];
-            lo = select(lo, max(lo, t), d[i] > 0.0);
-            hi = select(min(hi, t), hi, d[i] > 0.0);
+            lo[i] = select(lo[i], max(lo[i], t), d[i] > 0.0);
+            hi[i] = select(min(hi[i], t), hi[i], d[i] > 0.0);
         }
+    }
+    // Each pair once: lines i and j cross where lines j and i do (the same quotient, both signs
+    // flipped), which bounds one from below and the other from above. (j runs from 0, not i + 1:
+    // constant bounds unroll, and on lavapipe arrays indexed in a loop that does not are scratch
+    // memory, 8x slower.)
+    for (var i = 0u; i < WIN; i++) {
         for (var j = 0u; j < WIN; j++) {
-            if (j == i || !valid[j]) {
+            if (j <= i || !valid[i] || !valid[j]) {
                 continue;
             }
             let dv = v[i] - v[j];
             let dd = d[i] - d[j];
             if (dd == 0.0) {
-                none = none || dv < 0.0 || (dv == 0.0 && j < i);
-            } else if (dd > 0.0) {
-                lo = max(lo, -dv / dd);
+                // Parallel: the lower one never leads; on a tie the first in window order does.
+                none[i] = none[i] || dv < 0.0;
+                none[j] = none[j] || dv >= 0.0;
             } else {
-                hi = min(hi, -dv / dd);
+                let t = -dv / dd;
+                if (dd > 0.0) {
+                    lo[i] = max(lo[i], t);
+                    hi[j] = min(hi[j], t);
+                } else {
+                    hi[i] = min(hi[i], t);
+                    lo[j] = max(lo[j], t);
+                }
             }
         }
-        out[i] = select(clamp(0.5 * (hi - lo), 0.0, 1.0), 0.0, none);
+    }
+    var out: array<f32, WIN>;
+    for (var i = 0u; i < WIN; i++) {
+        out[i] = select(clamp(0.5 * (hi[i] - lo[i]), 0.0, 1.0), 0.0, none[i]);
     }
     return out;
 }
