@@ -250,8 +250,14 @@ struct Image {
 struct Driver {
     config: AdaptiveConfig,
     images: Vec<Image>,
-    /// Accumulators per image: every cell ever evaluated.
+    /// Accumulators per image: one per cell ever evaluated under adaptive placement, whose
+    /// refinement zeroes the weight of each cell it splits; one in all for split and IDG, which place
+    /// every cell in one round and know its weight then (it goes in the cell's row). On a GPU each
+    /// accumulator is written and read in full: with one per point, IDG at batch 1 spent about a
+    /// fifth of its time on them on lavapipe (BENCHMARKS.md).
     slots: usize,
+    /// Cells per image at most: the budget's worth.
+    cells: usize,
 }
 
 /// Splits [lo, hi] into `n` cells of equal mass under a density that is constant on each interval of
@@ -418,12 +424,25 @@ impl Driver {
     fn plan(&mut self, image: usize) -> PathPlan {
         let soft = self.config.placement != Placement::Idg;
         let cost = self.config.point_cost();
+        let single = self.slots == 1;
+        let im = &self.images[image];
+        let weights: Vec<f64> = im
+            .pending
+            .iter()
+            .map(|&k| {
+                if single {
+                    self.weight(im, &im.cells[k])
+                } else {
+                    1.0
+                }
+            })
+            .collect();
         let im = &mut self.images[image];
         let mut alphas = Vec::new();
         let mut cells = Vec::new();
         let mut slots = Vec::new();
         for &k in &im.pending {
-            let slot = im.slots_used;
+            let slot = if single { 0 } else { im.slots_used };
             im.slots_used += 1;
             im.cells[k].slot = Some(slot);
             alphas.push(im.cells[k].centre());
@@ -443,7 +462,6 @@ impl Driver {
         im.spent += alphas.len() as f64 * cost + forward.len() as f64 * FORWARD_COST;
         im.gradient_evaluations += alphas.len();
         im.forward_evaluations += forward.len();
-        let weights = vec![1.0; alphas.len()];
         PathPlan {
             gradient: Quadrature { alphas, weights },
             cells,
@@ -533,6 +551,10 @@ impl RoundDriver for Driver {
     }
 
     fn weights(&mut self, images: Range<usize>) -> Vec<Vec<f64>> {
+        if self.slots == 1 {
+            // The weights are in the rows.
+            return images.map(|_| vec![1.0]).collect();
+        }
         images
             .map(|i| {
                 let im = &self.images[i];
@@ -558,7 +580,7 @@ impl RoundDriver for Driver {
     }
 
     fn max_points(&self) -> usize {
-        let cells = self.slots + self.config.extra_forward();
+        let cells = self.cells + self.config.extra_forward();
         if self.config.merges_probe() {
             self.config.probes + cells
         } else {
@@ -575,12 +597,17 @@ pub fn run(
     config: &AdaptiveConfig,
 ) -> Result<Explanation> {
     config.check()?;
-    // Every cell ever evaluated keeps an accumulator: at most the budget's worth.
-    let slots = config.cell_budget().max(2);
+    let cells = config.cell_budget().max(2);
+    let slots = if config.placement == Placement::Adaptive {
+        cells
+    } else {
+        1
+    };
     let mut driver = Driver {
         config: config.clone(),
         images: vec![Image::default(); batch.len()],
         slots,
+        cells,
     };
     let idg = config.placement == Placement::Idg;
     let options = RoundOptions {

@@ -649,6 +649,92 @@ fn pooled_backward_case(arch: &str, shape: [usize; 3], fused_winograd: usize, fu
     }
 }
 
+/// One round of fixed plans whose accumulators get fixed weights.
+struct Weighted {
+    plans: Vec<gig::schedule::PathPlan>,
+    weights: Vec<f64>,
+    done: bool,
+}
+
+impl gig::backend::RoundDriver for Weighted {
+    fn next(
+        &mut self,
+        images: std::ops::Range<usize>,
+        _last: Option<&gig::Evaluation>,
+    ) -> gig::Result<Option<Vec<gig::schedule::PathPlan>>> {
+        if std::mem::replace(&mut self.done, true) {
+            return Ok(None);
+        }
+        Ok(Some(self.plans[images].to_vec()))
+    }
+
+    fn weights(&mut self, images: std::ops::Range<usize>) -> Vec<Vec<f64>> {
+        vec![self.weights.clone(); images.len()]
+    }
+
+    fn max_points(&self) -> usize {
+        self.plans
+            .iter()
+            .map(|p| p.gradient.len())
+            .max()
+            .unwrap_or(1)
+    }
+}
+
+#[test]
+fn folded_accumulators_are_weighted_before_the_transpose() {
+    // Several accumulators per image under a folded first conv: finish sums them by their weights
+    // (the SUM pass), then applies the conv's transpose once. Against the CPU twin, and against the
+    // same sum with each accumulator's weight in its rows and one accumulator. Small chunks split
+    // an accumulator's rows, whose first row starts it from zero.
+    let model = small_cnn();
+    let b = batch(&model, 3, 170);
+    let q = Rule::GaussLegendre.nodes(12).unwrap();
+    let weights = vec![0.5, 2.0, -1.0];
+    let mut plan = gig::schedule::PathPlan::new(q.clone(), Vec::new());
+    plan.slots = (0..q.alphas.len()).map(|k| k % 3).collect();
+    let options = |slots| gig::backend::RoundOptions {
+        slots,
+        idg: false,
+        soft: false,
+    };
+    let driver = |plan: &gig::schedule::PathPlan, weights: &[f64]| Weighted {
+        plans: vec![plan.clone(); 3],
+        weights: weights.to_vec(),
+        done: false,
+    };
+    let cpu = CpuBackend::new(&model)
+        .rounds(&b, options(3), &mut driver(&plan, &weights))
+        .unwrap();
+    let mut one = plan.clone();
+    one.slots.clear();
+    for (k, w) in one.gradient.weights.iter_mut().enumerate() {
+        *w *= weights[k % 3];
+    }
+    let single = engine(&model)
+        .rounds(&b, options(1), &mut driver(&one, &[1.0]))
+        .unwrap();
+    for rows in [None, Some(5)] {
+        let o = EngineOptions {
+            max_rows_per_chunk: rows,
+            ..EngineOptions::default()
+        };
+        let mut e = Engine::new(gpu(), &model, o).unwrap();
+        let gpu = e
+            .rounds(&b, options(3), &mut driver(&plan, &weights))
+            .unwrap();
+        let labels = e.dispatch_labels();
+        assert!(
+            labels.iter().any(|l| l == "finish (sum of accumulators)"),
+            "{labels:?}"
+        );
+        let err = rel_l2(&gpu.attributions, &cpu.attributions);
+        assert!(err < 1e-5, "{rows:?}: GPU vs CPU {err}");
+        let err = rel_l2(&gpu.attributions, &single.attributions);
+        assert!(err < 1e-6, "{rows:?}: three accumulators vs one {err}");
+    }
+}
+
 #[test]
 fn soft_programs_fold_the_first_conv() {
     // A first conv followed by a max-pool (through a ReLU or not) runs once per image at the path's
@@ -719,8 +805,9 @@ fn soft_programs_fold_the_first_conv() {
 fn folded_input_gradients_match_the_cpu_twin() {
     // The first conv's input gradient taken once per image, after the sum over the path (the
     // default without gradient norms): a ReLU between conv and pool or none, strides, several input
-    // channels, 3x3 windows, windows that leave rows out; IDG's rounds (an accumulator per point,
-    // each weighted by its slope), small chunks and groups, GPU tiles.
+    // channels, 3x3 windows, windows that leave rows out; IDG's round (each row weighted by its
+    // slope), small chunks and groups, GPU tiles. (Several accumulators:
+    // folded_accumulators_are_weighted_before_the_transpose.)
     let methods = [
         Method::Uniform(Rule::GaussLegendre),
         Method::Uniform(Rule::RiemannTrapezoid),
