@@ -1585,9 +1585,10 @@ fn weight_grad_dispatches(
             // Channel blocks: each input patch loaded serves OCB output channels, each output
             // gradient ICB input channels. For the Winograd kernel on lavapipe, the 16 -> 32 conv
             // took 1.14-1.15 of the Winograd input gradient's time with 32 x 4, 1.24-1.38 with
-            // 16 x 8, 1.69-1.80 with 8 x 4 (BENCHMARKS.md).
+            // 16 x 8, 1.69-1.80 with 8 x 4 (BENCHMARKS.md); 32 x 8 took 0.85-0.92 of 32 x 4's,
+            // 32 x 16 1.45.
             let (ocb, icb) = if winograd {
-                (part(c.out_channels, 32), part(c.in_channels, 4))
+                (part(c.out_channels, 32), part(c.in_channels, 8))
             } else {
                 (part(c.out_channels, 8), part(c.in_channels, 4))
             };
