@@ -334,10 +334,7 @@ fn bad_requests_are_clear_errors() {
         .to_string();
     assert!(e.contains("zero steps"), "{e}");
     // A round driver whose first round evaluates nothing.
-    let mut nothing = OneRound {
-        plans: vec![gig::schedule::PathPlan::new(empty, vec![])],
-        done: false,
-    };
+    let mut nothing = OneRound::new(vec![gig::schedule::PathPlan::new(empty, vec![])]);
     let options = gig::backend::RoundOptions {
         slots: 1,
         idg: false,
@@ -512,10 +509,7 @@ fn soft_kernels_match_the_cpu_twin() {
             idg: false,
             soft: true,
         };
-        let mut one = OneRound {
-            plans: vec![points; 3],
-            done: false,
-        };
+        let mut one = OneRound::new(vec![points; 3]);
         let soft_points = engine(&model).rounds(&b, options, &mut one).unwrap();
         let hard = engine(&model).evaluate(&b, &one.plans).unwrap();
         let err = rel_l2(&soft_points.attributions, &hard.attributions);
@@ -649,38 +643,6 @@ fn pooled_backward_case(arch: &str, shape: [usize; 3], fused_winograd: usize, fu
     }
 }
 
-/// One round of fixed plans whose accumulators get fixed weights.
-struct Weighted {
-    plans: Vec<gig::schedule::PathPlan>,
-    weights: Vec<f64>,
-    done: bool,
-}
-
-impl gig::backend::RoundDriver for Weighted {
-    fn next(
-        &mut self,
-        images: std::ops::Range<usize>,
-        _last: Option<&gig::Evaluation>,
-    ) -> gig::Result<Option<Vec<gig::schedule::PathPlan>>> {
-        if std::mem::replace(&mut self.done, true) {
-            return Ok(None);
-        }
-        Ok(Some(self.plans[images].to_vec()))
-    }
-
-    fn weights(&mut self, images: std::ops::Range<usize>) -> Vec<Vec<f64>> {
-        vec![self.weights.clone(); images.len()]
-    }
-
-    fn max_points(&self) -> usize {
-        self.plans
-            .iter()
-            .map(|p| p.gradient.len())
-            .max()
-            .unwrap_or(1)
-    }
-}
-
 #[test]
 fn folded_accumulators_are_weighted_before_the_transpose() {
     // Several accumulators per image under a folded first conv: finish sums them by their weights
@@ -698,10 +660,8 @@ fn folded_accumulators_are_weighted_before_the_transpose() {
         idg: false,
         soft: false,
     };
-    let driver = |plan: &gig::schedule::PathPlan, weights: &[f64]| Weighted {
-        plans: vec![plan.clone(); 3],
-        weights: weights.to_vec(),
-        done: false,
+    let driver = |plan: &gig::schedule::PathPlan, weights: &[f64]| {
+        OneRound::weighted(vec![plan.clone(); 3], weights.to_vec())
     };
     let cpu = CpuBackend::new(&model)
         .rounds(&b, options(3), &mut driver(&plan, &weights))

@@ -66,10 +66,26 @@ pub fn unfused(model: &Model) -> Engine {
     Engine::new(gpu(), model, options).unwrap()
 }
 
-/// A round driver that runs the given plans once, all into accumulator 0 with weight 1.
+/// A round driver that runs the given plans once; every image's accumulators get `weights`.
 pub struct OneRound {
     pub plans: Vec<gig::schedule::PathPlan>,
+    pub weights: Vec<f64>,
     pub done: bool,
+}
+
+impl OneRound {
+    /// All into accumulator 0 with weight 1.
+    pub fn new(plans: Vec<gig::schedule::PathPlan>) -> OneRound {
+        OneRound::weighted(plans, vec![1.0])
+    }
+
+    pub fn weighted(plans: Vec<gig::schedule::PathPlan>, weights: Vec<f64>) -> OneRound {
+        OneRound {
+            plans,
+            weights,
+            done: false,
+        }
+    }
 }
 
 impl gig::backend::RoundDriver for OneRound {
@@ -87,7 +103,7 @@ impl gig::backend::RoundDriver for OneRound {
     }
 
     fn weights(&mut self, images: std::ops::Range<usize>) -> Vec<Vec<f64>> {
-        vec![vec![1.0]; images.len()]
+        vec![self.weights.clone(); images.len()]
     }
 
     fn max_points(&self) -> usize {
