@@ -3,7 +3,8 @@
 // transposed times the output gradient. With MASK it is multiplied by the mask of a ReLU that produced
 // the layer's input.
 // Lanes are rows, each lane RB rows (WORKGROUP_SIZE apart); a workgroup computes IB input values.
-// Specialization: as linear_forward, with IB.
+// Specialization: as linear_forward, with IB. Each tile's inputs lie in one of the WINDOWS windows of the
+// weights (KW a multiple of IB), which the tile picks once: the loop over outputs has a copy per window.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 @group(0) @binding(3) var<storage, read_write> grad_in: array<f32>;
@@ -51,6 +52,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         let r = first + k * WORKGROUP_SIZE + lane;
         gbase[k] = select(first, r, r < chunk.grad_rows) * OUT_LEN;
     }
+    //#unroll wi WINDOWS
+    if (i0 / KW == wi) {
     for (var o0 = 0u; o0 < OUT_LEN; o0 += BLOCK) {
         var part: array<array<f32, RB>, IB>;
 //#if VEC4
@@ -62,7 +65,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             // In the order of the scalar loop: the same sums.
             for (var q = 0u; q < 4u; q++) {
                 for (var c4 = 0u; c4 < IB / 4u; c4++) {
-                    let w = param4(((o + q) * IN_LEN + i0) / 4u + c4);
+                    let w = window4(wi, ((o + q) * KW + i0 - wi * KW) / 4u + c4);
                     for (var e = 0u; e < 4u; e++) {
                         for (var k = 0u; k < RB; k++) {
                             part[c4 * 4u + e][k] += w[e] * gs[k][q];
@@ -91,6 +94,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
         }
     }
+    }
+    //#end
 //#endif
     for (var k = 0u; k < RB; k++) {
         let r = first + k * WORKGROUP_SIZE + lane;

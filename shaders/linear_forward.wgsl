@@ -3,7 +3,9 @@
 // Lanes are rows, each lane RB rows (WORKGROUP_SIZE apart); a workgroup computes OB outputs. Each weight,
 // read at a uniform address, serves RB products per lane.
 // Specialization: WORKGROUP_SIZE, IN_LEN, OUT_LEN, OB, RB; `param(i)` reads the weights [OUT_LEN, IN_LEN],
-// then the bias [OUT_LEN].
+// then the bias [OUT_LEN]. With VEC4 the weights are read by `window4(w, v)` instead, from WINDOWS windows
+// of KW inputs each (src/gpu/windows.rs: uniform bindings where one cannot hold them all, else one
+// window, `param4`), so the loop over inputs runs once per window, each copy reading its own.
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 //#if VEC4
@@ -42,7 +44,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#if SOFT
     var tacc: array<array<f32, RB>, OB>;
 //#endif
-    for (var i0 = 0u; i0 < IN_LEN; i0 += BLOCK) {
+    //#unroll wi WINDOWS
+    for (var i0 = wi * KW; i0 < min(wi * KW + KW, IN_LEN); i0 += BLOCK) {
         var part: array<array<f32, RB>, OB>;
 //#if SOFT
         var tpart: array<array<f32, RB>, OB>;
@@ -60,7 +63,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 //#endif
             }
             for (var o = 0u; o < OB; o++) {
-                let w = param4((min(o0 + o, OUT_LEN - 1u) * IN_LEN + i) / 4u);
+                let w = window4(wi, (min(o0 + o, OUT_LEN - 1u) * KW + i - wi * KW) / 4u);
                 for (var k = 0u; k < RB; k++) {
                     // In the order of the scalar loop: the same sums.
                     for (var q = 0u; q < 4u; q++) {
@@ -104,6 +107,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             }
         }
     }
+    //#end
     for (var k = 0u; k < RB; k++) {
         let r = first + k * WORKGROUP_SIZE + lane;
         if (r >= chunk.rows) {

@@ -24,6 +24,9 @@ const CASES: &[(&str, [usize; 3])] = &[
     ("avgpool(3,s2,p1) flatten", [2, 9, 10]),
     ("flatten linear(30,7)", [3, 2, 5]),
     ("flatten linear(12,5,nobias)", [1, 3, 4]),
+    // Weights too large for one uniform binding: on CPU adapters attribution reads them from two
+    // uniform windows (src/gpu/windows.rs), the second holding the last 256 inputs.
+    ("flatten linear(1600,12)", [1, 40, 40]),
 ];
 
 const ROWS: usize = 3;

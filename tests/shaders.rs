@@ -1,7 +1,7 @@
 //! Every kernel, in every specialization the test models lower to, parses and validates with naga.
 
 use gig::Model;
-use gig::gpu::{Atlas, Kernel, Program, Purpose, Tiling};
+use gig::gpu::{Atlas, Kernel, Limits, Program, Purpose, Tiling};
 
 /// Models whose lowering uses every kernel and every `//#if` flag: fused and unfused ReLUs, masks on
 /// conv, linear and avg-pool, max-pool after a ReLU, the fused and the separate seed, strides, padding.
@@ -54,6 +54,8 @@ fn every_kernel_variant_validates_with_naga() {
     let mut seen = std::collections::HashSet::new();
     // (kernel, flag, with MASK) of the flags in FLAGS.
     let mut flags = std::collections::HashSet::new();
+    // (kernel, soft) of the linear kernels seen with their weights in uniform windows.
+    let mut windowed = std::collections::HashSet::new();
     for (arch, shape) in MODELS {
         let model = Model::random_from_arch(arch, *shape, 0).unwrap();
         let winograd = Tiling {
@@ -85,8 +87,16 @@ fn every_kernel_variant_validates_with_naga() {
                         Purpose::Training { adam: false },
                         Purpose::Training { adam: true },
                     ] {
-                        let p = Program::new(&model, &tiling, purpose, fuse, max_uniform, 8);
+                        let limits = Limits {
+                            uniform_bytes: max_uniform,
+                            storage_buffers: 8,
+                            uniform_buffers: 12,
+                        };
+                        let p = Program::new(&model, &tiling, purpose, fuse, limits);
                         for d in p.all() {
+                            if d.spec.get("WINDOWS").is_some_and(|w| w > 1) {
+                                windowed.insert((d.kernel, d.spec.has_flag("SOFT")));
+                            }
                             validate(d.kernel, &d.kernel.source(&d.spec).unwrap());
                             seen.insert(d.kernel);
                             for (_, flag, _) in FLAGS {
@@ -109,6 +119,15 @@ fn every_kernel_variant_validates_with_naga() {
         missing.is_empty(),
         "kernels no test model uses: {missing:?}"
     );
+    for kernel in [Kernel::LinearForward, Kernel::LinearBackward] {
+        for soft in [false, true] {
+            assert!(
+                windowed.contains(&(kernel, soft)),
+                "no test model lowers {} (SOFT {soft}) with uniform windows",
+                kernel.name()
+            );
+        }
+    }
     for (kernel, flag, masks) in FLAGS {
         for &mask in masks {
             assert!(

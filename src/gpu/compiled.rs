@@ -22,6 +22,8 @@ pub struct Compiled {
     /// Conv weights in Winograd's domain (`Slot::Winograd`), made from `params` on the host in f64; in
     /// training, made again on the GPU after every step (winograd_weights.wgsl).
     winograd: HashMap<Slot, wgpu::Buffer>,
+    /// Linear weights in uniform windows (`Slot::Window`, src/gpu/windows.rs), cut on the host once.
+    windows: HashMap<Slot, wgpu::Buffer>,
     /// The per-chunk and per-step uniforms.
     uniforms: HashMap<Slot, wgpu::Buffer>,
     buffers: HashMap<Slot, wgpu::Buffer>,
@@ -112,6 +114,23 @@ impl Compiled {
                 }),
             );
         }
+        let mut windows = HashMap::new();
+        for slot in program.slots() {
+            let Slot::Window(i, w) = slot else {
+                continue;
+            };
+            let (Some(cut), Some(p)) = (program.windows[i], model.params(i)) else {
+                unreachable!("a window of a layer without windowed weights");
+            };
+            windows.insert(
+                slot,
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("window"),
+                    contents: bytemuck::cast_slice(&cut.values(&p.weight, w)),
+                    usage: wgpu::BufferUsages::UNIFORM,
+                }),
+            );
+        }
         let pipelines = program
             .all()
             .map(|d| gpu.pipelines.get(device, d.kernel, &d.spec))
@@ -134,6 +153,7 @@ impl Compiled {
             pipelines,
             params,
             winograd,
+            windows,
             uniforms,
             buffers: HashMap::new(),
             sizes: Sizes::default(),
@@ -204,6 +224,7 @@ impl Compiled {
             Slot::Params(i) => self.params[i].as_ref().expect("layer without weights"),
             Slot::Chunk | Slot::Step => &self.uniforms[&slot],
             Slot::Winograd(..) => &self.winograd[&slot],
+            Slot::Window(..) => &self.windows[&slot],
             _ => &self.buffers[&slot],
         }
     }
@@ -250,7 +271,7 @@ impl Compiled {
         for slot in self.program.slots() {
             if matches!(
                 slot,
-                Slot::Chunk | Slot::Step | Slot::Params(_) | Slot::Winograd(..)
+                Slot::Chunk | Slot::Step | Slot::Params(_) | Slot::Winograd(..) | Slot::Window(..)
             ) {
                 continue;
             }

@@ -5,7 +5,7 @@
 use super::compiled::{Compiled, KernelTime, Readback};
 use super::context::Gpu;
 use super::layout::{ChunkUniform, RowEntry, SpanEntry};
-use super::program::{Count, Extent, Program, Purpose, Sizes, Slot, Tiling};
+use super::program::{Count, Extent, Limits, Program, Purpose, Sizes, Slot, Tiling};
 use crate::backend::{
     Backend, Batch, Evaluation, RoundDriver, RoundOptions, RunStats, check_finite, check_plans,
     check_slots,
@@ -140,7 +140,6 @@ impl Engine {
     fn activate(&mut self, soft: bool) -> Result<()> {
         let k = usize::from(soft);
         if self.programs[k].is_none() {
-            let max_uniform = self.gpu.limits().max_uniform_buffer_binding_size;
             let purpose = Purpose::Attribution {
                 soft,
                 gradient_norms: self.options.gradient_norms,
@@ -160,8 +159,7 @@ impl Engine {
                 &tiling,
                 purpose,
                 self.options.fuse,
-                max_uniform,
-                self.gpu.limits().max_storage_buffers_per_shader_stage,
+                Limits::of(&self.gpu.limits()),
             );
             self.programs[k] = Some(Compiled::new(&self.gpu, &self.model, program)?);
         }

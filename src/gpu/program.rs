@@ -14,6 +14,7 @@
 //! the path (`Program::folds_input_gradient`).
 
 use super::kernels::{Kernel, Spec};
+use super::windows::{self, Windows};
 use crate::model::{Layer, Model, Pool2d, Shape};
 use crate::ops::winograd;
 
@@ -52,6 +53,8 @@ pub enum Slot {
     /// Conv layer i's weights in Winograd's domain as its Winograd kernel reads them: the forward
     /// transform then the bias (`false`), or the backward transform (`true`). See ops::winograd.
     Winograd(usize, bool),
+    /// Linear layer i's weights for one range of inputs, a uniform window (`Program::windows`).
+    Window(usize, usize),
     /// Training: each row's label.
     Labels,
     /// Training: each row's loss and whether it was classified right.
@@ -183,6 +186,11 @@ pub struct Tiling {
     pub soft_linear_rows: usize,
     /// Outputs (forward) or inputs (backward) per linear tile.
     pub linear_features: usize,
+    /// Attribution reads the weights of a linear layer too large for one uniform binding from several
+    /// (src/gpu/windows.rs). On lavapipe a uniform read costs a third of a storage read: the 1568 ->
+    /// 64 layer's kernels took 0.55-0.6 of their time with soft cells, 0.7-0.8 with points
+    /// (BENCHMARKS.md, "Linear weights in uniform windows").
+    pub linear_windows: bool,
     /// Which 3x3 stride-1 convs of attribution run as Winograd's F(2x2, 3x3).
     pub winograd: Winograd,
     /// Channels and 2x2 blocks per Winograd tile; soft forward tiles and input gradients have
@@ -254,6 +262,7 @@ impl Tiling {
         linear_rows: 8,
         soft_linear_rows: 4,
         linear_features: 16,
+        linear_windows: true,
         winograd: Winograd::Safe,
         winograd_channels: 8,
         winograd_soft_channels: 16,
@@ -281,6 +290,7 @@ impl Tiling {
         linear_rows: 1,
         soft_linear_rows: 1,
         linear_features: 8,
+        linear_windows: false,
         winograd: Winograd::Never,
         winograd_channels: 4,
         winograd_soft_channels: 4,
@@ -346,6 +356,10 @@ fn part(n: usize, max: usize) -> usize {
     n.div_ceil(n.div_ceil(max.max(1)))
 }
 
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
 /// How many rows, images and group rows the buffers of a program hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Sizes {
@@ -396,6 +410,28 @@ pub struct Program {
     /// Dispatches of layer i's forward and backward pass (none for Flatten or a fused layer).
     pub forward_of: Vec<Option<usize>>,
     pub backward_of: Vec<Option<usize>>,
+    /// Per layer: a linear layer's weights cut into uniform windows (`Slot::Window`), if they are.
+    pub windows: Vec<Option<Windows>>,
+}
+
+/// What a program may bind, from the device's limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Bytes of one uniform binding.
+    pub uniform_bytes: u64,
+    /// Storage and uniform bindings per kernel.
+    pub storage_buffers: u32,
+    pub uniform_buffers: u32,
+}
+
+impl Limits {
+    pub fn of(l: &wgpu::Limits) -> Limits {
+        Limits {
+            uniform_bytes: l.max_uniform_buffer_binding_size,
+            storage_buffers: l.max_storage_buffers_per_shader_stage,
+            uniform_buffers: l.max_uniform_buffers_per_shader_stage,
+        }
+    }
 }
 
 /// Storage buffers the diagnostics and accumulate kernels bind when the first conv's input gradient
@@ -542,10 +578,11 @@ impl Program {
         tiling: &Tiling,
         purpose: Purpose,
         fuse: bool,
-        max_uniform_bytes: u64,
-        max_storage_buffers: u32,
+        limits: Limits,
     ) -> Program {
         use Slot::*;
+        let max_uniform_bytes = limits.uniform_bytes;
+        let max_storage_buffers = limits.storage_buffers;
         let shapes = model.shapes();
         let layers = model.layers();
         let n = layers.len();
@@ -568,6 +605,49 @@ impl Program {
         };
         let params_lens: Vec<usize> = layers.iter().map(params_len).collect();
         let params = |i: usize| params_lens[i];
+        // Attribution reads a linear layer's weights from uniform windows where one binding cannot
+        // hold them (training's weights change every step and stay in storage). Inputs come in
+        // blocks of 32 (forward, linear_forward.wgsl's BLOCK) and tiles of `linear_features`
+        // (input gradient); one binding is the chunk's uniform.
+        let windows: Vec<Option<Windows>> = layers
+            .iter()
+            .map(|layer| match layer {
+                Layer::Linear(l)
+                    if t.linear_windows
+                        && !training
+                        && l.in_features.is_multiple_of(4)
+                        && l.out_features.is_multiple_of(4) =>
+                {
+                    let ib = part(l.in_features, t.linear_features);
+                    let unit = 32 / gcd(32, ib) * ib;
+                    Windows::plan(
+                        l.in_features,
+                        l.out_features,
+                        unit,
+                        max_uniform_bytes,
+                        limits.uniform_buffers.saturating_sub(1),
+                    )
+                }
+                _ => None,
+            })
+            .collect();
+        // A linear kernel's loop over windows of inputs (WINDOWS, KW) and `window4`, which the VEC4
+        // forms read their weights with: the uniform windows where `on`, else one window of every
+        // input, read by `param4`.
+        let windowed = |spec: Spec, i: usize, in_len: usize, on: bool| match windows[i] {
+            Some(w) if on => spec
+                .u32("WINDOWS", w.count)
+                .u32("KW", w.inputs)
+                .decl(w.decl()),
+            _ => spec
+                .u32("WINDOWS", 1)
+                .u32("KW", in_len)
+                .decl("fn window4(w: u32, v: u32) -> vec4<f32> { return param4(v); }".into()),
+        };
+        let window_bindings = |i: usize| {
+            (0..windows[i].map_or(0, |w| w.count))
+                .map(move |w| (windows::FIRST_BINDING + w as u32, Window(i, w)))
+        };
 
         // The layer before i, skipping Flatten (which changes nothing in memory).
         let before = |i: usize| (0..i).rev().find(|&j| layers[j] != Layer::Flatten);
@@ -922,17 +1002,23 @@ impl Program {
                 }
                 Layer::Linear(l) => {
                     let ob = part(l.out_features, t.linear_features);
+                    let vec4 = l.in_features.is_multiple_of(4);
                     let spec = linear_spec(t, l.in_features, l.out_features)
                         .u32("OB", ob)
                         .flag("SOFT", soft)
-                        .flag("VEC4", l.in_features.is_multiple_of(4));
+                        .flag("VEC4", vec4);
                     let spec = params_decl(spec, params(i), max_uniform_bytes);
+                    let spec = windowed(spec, i, l.in_features, vec4);
                     let extent = Extent::Tiles {
                         tiles: l.out_features.div_ceil(ob),
                         rows_per_workgroup: t.linear_workgroup * t.linear_rows,
                         of: Count::Rows,
                     };
+                    // The bias stays in `params`.
                     let mut bindings = vec![(1, Params(i))];
+                    if vec4 {
+                        bindings.extend(window_bindings(i));
+                    }
                     bindings.extend(mask.map(|m| (4, Mask(m))));
                     let spec = spec.flag("RELU", relu).flag("MASK_OUT", mask.is_some());
                     (Kernel::LinearForward, spec, bindings, extent)
@@ -1227,7 +1313,14 @@ impl Program {
                     let spec = params_decl(spec, params(i), max_uniform_bytes)
                         .flag("MASK", mask)
                         .flag("SEED", seed);
-                    let mut bindings = vec![(0, Chunk), (1, Params(i)), (3, Gradient(into))];
+                    let spec = windowed(spec, i, l.in_features, vec4);
+                    let mut bindings = vec![(0, Chunk), (3, Gradient(into))];
+                    // With windows the VEC4 form reads no weights from `params`.
+                    if vec4 && windows[i].is_some() {
+                        bindings.extend(window_bindings(i));
+                    } else {
+                        bindings.push((1, Params(i)));
+                    }
                     bindings.push(if seed { (5, Rows) } else { (2, Gradient(out)) });
                     if mask {
                         bindings.push((4, gate(i)));
@@ -1503,6 +1596,7 @@ impl Program {
             gradient_of,
             forward_of,
             backward_of,
+            windows,
         }
     }
 
@@ -1517,7 +1611,7 @@ impl Program {
         let f = |values: usize| 4 * values as u64;
         let rows = sizes.rows;
         match slot {
-            Slot::Chunk | Slot::Step | Slot::Params(_) | Slot::Winograd(..) => 0,
+            Slot::Chunk | Slot::Step | Slot::Params(_) | Slot::Winograd(..) | Slot::Window(..) => 0,
             Slot::Images => f(2 * sizes.images * self.dim),
             Slot::Ends => f(2 * sizes.images * self.ends_len),
             Slot::Total => f(sizes.images * sizes.slots * self.total_len),

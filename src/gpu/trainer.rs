@@ -5,7 +5,7 @@
 use super::compiled::{Compiled, KernelTime, Readback};
 use super::context::Gpu;
 use super::layout::{ChunkUniform, StepUniform};
-use super::program::{Program, Purpose, Sizes, Slot, Tiling};
+use super::program::{Limits, Program, Purpose, Sizes, Slot, Tiling};
 use crate::error::{Error, Result};
 use crate::model::{Model, Params};
 use crate::optim::Optimizer;
@@ -49,9 +49,7 @@ impl Trainer {
         let purpose = Purpose::Training {
             adam: matches!(optimizer, Optimizer::Adam { .. }),
         };
-        let max_uniform = gpu.limits().max_uniform_buffer_binding_size;
-        let max_storage = gpu.limits().max_storage_buffers_per_shader_stage;
-        let program = Program::new(model, &tiling, purpose, true, max_uniform, max_storage);
+        let program = Program::new(model, &tiling, purpose, true, Limits::of(&gpu.limits()));
         let mut compiled = Compiled::new(gpu, model, program)?;
         compiled.ensure(Sizes {
             rows: batch,
