@@ -4,14 +4,15 @@
 // values in order, in blocks: on a CPU adapter a workgroup barrier is costly, and lanes over rows
 // need none.
 // With FOLDED (the first conv's input gradient is taken after the sum, see accumulate.wgsl) the
-// gradient is the max-pool's output gradient after that conv: dF/dalpha = dF/dz . (z(x) - z(b)) for the
-// conv's outputs z at the path's ends, read where each window's maximum was; |dF/dx| and the
-// fingerprint are not computed (0).
+// gradient is the max-pool's output gradient after that conv, and dF/dalpha its dot product with the
+// pool's outputs' derivatives along the path (maxpool_path.wgsl's SLOPE: z(x) - z(b) for the conv's
+// outputs z at the path's ends, where each window's maximum was); |dF/dx| and the fingerprint are not
+// computed (0).
 // Specialization: WORKGROUP_SIZE (a power of two without ROW_LANES), LEN (values per row of the
 // gradient), CLASSES;
-// FOLDED: ACC_LEN (the conv's outputs per image); VEC4 (with ROW_LANES and FOLDED, LEN a multiple of 4):
-// the gradient and the choices are read 4 at a time (on lavapipe a read at an address that differs
-// between lanes is a loop over the lanes, which a vec4 shares among 4 values).
+// VEC4 (with ROW_LANES and FOLDED, LEN a multiple of 4): the gradient and the slopes are read 4 at a
+// time (on lavapipe a read at an address that differs between lanes is a loop over the lanes, which a
+// vec4 shares among 4 values).
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
 //#if VEC4
@@ -22,26 +23,21 @@
 @group(0) @binding(3) var<storage, read> logits: array<f32>;
 @group(0) @binding(4) var<storage, read_write> rows: array<Row>;
 //#if FOLDED
-// The first conv's outputs z(x) of every image, then z(b) of every image.
-@group(0) @binding(5) var<storage, read> ends: array<f32>;
 //#if VEC4
-@group(0) @binding(6) var<storage, read> argmax: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read> slope: array<vec4<f32>>;
 //#else
-@group(0) @binding(6) var<storage, read> argmax: array<u32>;
+@group(0) @binding(5) var<storage, read> slope: array<f32>;
 //#endif
-const NONE: u32 = 0xffffffffu;
 //#else
 // The group's inputs, then its baselines.
 @group(0) @binding(5) var<storage, read> images: array<f32>;
 //#endif
 
 // What value d of a gradient row of image `image` adds to (|g|^2, g . (x - b), g . p), given its
-// gradient g (and with FOLDED its window's choice `at`).
-fn term(image: u32, d: u32, g: f32, at: u32) -> vec3<f32> {
+// gradient g (and with FOLDED its slope along the path, `s`).
+fn term(image: u32, d: u32, g: f32, s: f32) -> vec3<f32> {
 //#if FOLDED
-    let j = select(0u, at, at != NONE);
-    let delta = ends[image * ACC_LEN + j] - ends[(chunk.images + image) * ACC_LEN + j];
-    return vec3<f32>(0.0, select(0.0, g * delta, at != NONE), 0.0);
+    return vec3<f32>(0.0, g * s, 0.0);
 //#else
     let delta = images[image * LEN + d] - images[(chunk.images + image) * LEN + d];
     return g * vec3<f32>(g, delta, probe_weight(d));
@@ -55,19 +51,19 @@ fn sums(r: u32, image: u32, d0: u32, d1: u32, step: u32) -> vec3<f32> {
     // (Only with ROW_LANES: step 1, d0 and d1 multiples of 4.)
     for (var d = d0; d < d1; d += 4u) {
         let g = grad[(r * LEN + d) / 4u];
-        let at = argmax[(r * LEN + d) / 4u];
+        let s = slope[(r * LEN + d) / 4u];
         for (var q = 0u; q < 4u; q++) {
-            sum += term(image, d + q, g[q], at[q]);
+            sum += term(image, d + q, g[q], s[q]);
         }
     }
 //#else
     for (var d = d0; d < d1; d += step) {
 //#if FOLDED
-        let at = argmax[r * LEN + d];
+        let s = slope[r * LEN + d];
 //#else
-        let at = 0u;
+        let s = 0.0;
 //#endif
-        sum += term(image, d, grad[r * LEN + d], at);
+        sum += term(image, d, grad[r * LEN + d], s);
     }
 //#endif
     return sum;

@@ -10,6 +10,8 @@
 // 4 consecutive outputs and stores them as one vec4: on lavapipe every load or store at an address that
 // differs between lanes is a loop over the lanes, and a vec4 shares that loop among 4 values
 // (BENCHMARKS.md, "The first conv along the path").
+// With SLOPE (points, whose diagnostics need dF/dalpha) each output's derivative along the path is
+// stored too: z(x) - z(b) where its maximum was, 0 where none passes.
 // Specialization: WORKGROUP_SIZE, ROWS (rows per workgroup), IN_C, IN_H, IN_W (the conv's output),
 // OUT_H, OUT_W, KH, KW, SH, SW, PH, PW (the pool), WIN (= KH * KW); VEC4 when the pool's outputs per
 // row are a multiple of 4; with SOFT, SHARES4 when WIN is 4 (each output's shares one vec4).
@@ -38,6 +40,13 @@ const PACK: u32 = 1u;
 //#endif
 //#endif
 @group(0) @binding(5) var<storage, read> rows: array<Row>;
+//#if SLOPE
+//#if VEC4
+@group(0) @binding(6) var<storage, read_write> slope: array<vec4<f32>>;
+//#else
+@group(0) @binding(6) var<storage, read_write> slope: array<f32>;
+//#endif
+//#endif
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
 const OUT_LEN: u32 = IN_C * OUT_H * OUT_W;
@@ -96,10 +105,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         var shares: array<array<f32, WIN>, PACK>;
 //#else
         var choices: array<u32, PACK>;
+        var slopes: array<f32, PACK>;
 //#endif
         for (var p = 0u; p < PACK; p++) {
             var best = 0.0;
             var best_at = NONE;
+            var best_slope = 0.0;
 //#if SOFT
             var lines: array<f32, WIN>;
             var tangents: array<f32, WIN>;
@@ -123,6 +134,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
                 if (best_at == NONE || v > best) {
                     best = v;
                     best_at = at[k];
+                    best_slope = hi[k] - lo[k];
                 }
             }
 //#if RELU_INPUT
@@ -139,6 +151,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
             slopes[p] = mean_slope(shares[p], tangents);
 //#else
             choices[p] = best_at;
+            slopes[p] = select(0.0, best_slope, best_at != NONE);
 //#endif
         }
         let at_row = (r * OUT_LEN + o0) / PACK;
@@ -151,6 +164,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         output[at_tangent] = vec4<f32>(slopes[0], slopes[1], slopes[2], slopes[3]);
 //#else
         argmax[at_row] = vec4<u32>(choices[0], choices[1], choices[2], choices[3]);
+//#if SLOPE
+        slope[at_row] = vec4<f32>(slopes[0], slopes[1], slopes[2], slopes[3]);
+//#endif
 //#endif
 //#else
         output[at_row] = values[0];
@@ -158,6 +174,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         output[at_tangent] = slopes[0];
 //#else
         argmax[at_row] = choices[0];
+//#if SLOPE
+        slope[at_row] = slopes[0];
+//#endif
 //#endif
 //#endif
 //#if SOFT

@@ -141,7 +141,7 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 17] = [
+const FLAGS: [(Kernel, &str, &[bool]); 18] = [
     (Kernel::Conv2dWinogradForward, "CHECKED", &[false]),
     (Kernel::Conv2dWinogradForward, "CHANNEL_LOOP", &[false]),
     (Kernel::Conv2dWinogradWeightGrad, "POOLED", &[false]),
@@ -153,6 +153,7 @@ const FLAGS: [(Kernel, &str, &[bool]); 17] = [
     (Kernel::MaxPoolPath, "SHARES4", &[false]),
     (Kernel::MaxPoolPath, "RELU_INPUT", &[false]),
     (Kernel::MaxPoolPath, "VEC4", &[false]),
+    (Kernel::MaxPoolPath, "SLOPE", &[false]),
     (Kernel::Diagnostics, "FOLDED", &[false]),
     (Kernel::Diagnostics, "ROW_LANES", &[false]),
     (Kernel::Diagnostics, "VEC4", &[false]),

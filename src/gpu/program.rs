@@ -67,6 +67,9 @@ pub enum Slot {
     Moment(usize, usize),
     /// Soft attribution: the open share of stored ReLU mask k.
     Mask(usize),
+    /// With a folded first conv (points): the derivative along the path of the first max-pool's
+    /// outputs, z(x) - z(b) where each window's maximum was (0 where none passes), per row.
+    PathSlope,
     /// A folded first layer's outputs at the path's ends: every image's input, then its baseline
     /// (`Program::ends_len` values each).
     Ends,
@@ -902,7 +905,12 @@ impl Program {
                     argmax_lens.push(stored.len());
                     argmax_windows.push(pl.kernel[0] * pl.kernel[1]);
                     let (spec, extent) = path_pool(t, pl, output, stored, relu, false);
-                    let bindings = vec![(4, Argmax(argmax_lens.len() - 1)), (5, Rows)];
+                    let spec = spec.flag("SLOPE", true);
+                    let bindings = vec![
+                        (4, Argmax(argmax_lens.len() - 1)),
+                        (5, Rows),
+                        (6, PathSlope),
+                    ];
                     (Kernel::MaxPoolPath, spec, bindings, extent)
                 }
                 Layer::Conv2d(c) if winograd_forward.is_some() => {
@@ -1403,7 +1411,7 @@ impl Program {
             Purpose::Attribution { .. } => {
                 // Diagnostics first: IDG's accumulation weighs each row by the dF/dalpha they compute.
                 // With a folded input gradient they read the first max-pool's output gradient and
-                // choices instead of the input gradient.
+                // choices instead of the input gradient (the diagnostics its slopes along the path).
                 let (len, folded_pool) = match folds_input {
                     Some(k) => (shapes[k + 1].len(), Some(Argmax(argmax_of[k].unwrap()))),
                     None => (dim, None),
@@ -1431,8 +1439,14 @@ impl Program {
                     None => spec,
                 };
                 let mut bindings = vec![(0, Chunk), (2, gradient), (3, logits), (4, Rows)];
-                bindings.push((5, if folded_pool.is_some() { Ends } else { Images }));
-                bindings.extend(folded_pool.map(|a| (6, a)));
+                bindings.push((
+                    5,
+                    if folded_pool.is_some() {
+                        PathSlope
+                    } else {
+                        Images
+                    },
+                ));
                 let (spec, extent) = match t.diagnostics_row_lanes {
                     0 => (elementwise(len), Extent::Workgroups { of: Count::Rows }),
                     lanes => (
@@ -1629,6 +1643,8 @@ impl Program {
                 f(rows * self.argmax_lens[i] * if self.soft { self.argmax_windows[i] } else { 1 })
             }
             Slot::Mask(i) => f(rows * self.mask_lens[i]),
+            // The first max-pool (the folded conv's) has the first choice buffer.
+            Slot::PathSlope => f(rows * self.argmax_lens[0]),
             Slot::Gradient(_) => f(rows * self.gradient_len),
             Slot::Labels => f(rows),
             Slot::Losses => f(2 * rows),
@@ -1816,8 +1832,11 @@ fn cost(d: &Dispatch, shapes: &[Shape]) -> (f64, f64) {
             2.0 * c("IN_LEN") * c("OUT_LEN"),
             4.0 * (c("IN_LEN") + c("OUT_LEN")),
         ),
-        // Per row only its outputs and choices: the ends are read once per image.
-        Kernel::MaxPoolPath => (2.0 * out_len * window, 8.0 * out_len),
+        // Per row only its outputs and choices (and slopes): the ends are read once per image.
+        Kernel::MaxPoolPath => (
+            2.0 * out_len * window,
+            if d.spec.has_flag("SLOPE") { 12.0 } else { 8.0 } * out_len,
+        ),
         Kernel::MaxPoolForward | Kernel::MaxPoolBackward => {
             (out_len * window, 4.0 * (in_len + 2.0 * out_len))
         }
