@@ -7,6 +7,9 @@
 // weighted gradient goes to where its maximum was (its windows are disjoint, KPH x KPW). finish.wgsl
 // applies the conv's transpose to the sum. An invocation covers PX windows of one pooled row, so that
 // each row's table entry, read for every row, serves several windows.
+// With PACKED (and FOLDED) the choices are bytes, four to a u32 in output order (maxpool_path.wgsl):
+// the window element of the maximum, or NO_CHOICE. An invocation reads the words under its windows
+// once per row instead of a u32 per window.
 // Specialization: WORKGROUP_SIZE, LEN (values per row of the gradient); FOLDED: ACC_LEN, CONV_H,
 // CONV_W, KPH, KPW, POOL_H, POOL_W, PX.
 
@@ -23,6 +26,8 @@ const WIN: u32 = KPH * KPW;
 const STRIPS: u32 = (POOL_W + PX - 1u) / PX;
 // Invocations per span: strips of every pooled row of every channel.
 const ITEMS: u32 = LEN / POOL_W * STRIPS;
+// Packed words under PX windows that start at any byte of a word.
+const WORDS: u32 = (PX + 3u) / 4u + 1u;
 //#else
 const ACC_LEN: u32 = LEN;
 const WIN: u32 = 1u;
@@ -92,17 +97,34 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
         }
         let w = select(row.weight, row.weight * row.slope, chunk.idg != 0u);
         let at = (span.first_row + r) * LEN + d0;
+//#if PACKED
+        // (LEN is a multiple of 4: a row's bytes start a word.)
+        let skew = at % 4u;
+        var words: array<u32, WORDS>;
+        for (var q = 0u; q < WORDS; q++) {
+            words[q] = argmax[min(at / 4u + q, (chunk.rows * LEN) / 4u - 1u)];
+        }
+//#endif
         for (var p = 0u; p < PX; p++) {
             if (p >= count) {
                 break;
             }
             let g = w * grad[at + p];
 //#if FOLDED
+//#if PACKED
+            // Window p's byte: in word (skew + p) / 4, which is p / 4 or the one after.
+            let word = select(words[p / 4u], words[p / 4u + 1u], skew + p % 4u >= 4u);
+            let chosen = (word >> (8u * ((skew + p) % 4u))) & 0xffu;
+            for (var k = 0u; k < WIN; k++) {
+                acc[p * WIN + k] = acc[p * WIN + k] + select(0.0, g, chosen == k);
+            }
+//#else
             let chosen = argmax[at + p];
             for (var k = 0u; k < WIN; k++) {
                 let v = p * WIN + k;
                 acc[v] = acc[v] + select(0.0, g, chosen == corner + offset(v));
             }
+//#endif
 //#else
             acc[p] = acc[p] + g;
 //#endif

@@ -76,6 +76,9 @@ struct Step {
     _pad2: u32,
 }
 
+// A packed max-pool choice (a byte: the window element of the maximum) where no element passes.
+const NO_CHOICE: u32 = 255u;
+
 // Dispatches are two-dimensional when one dimension would exceed the device's workgroup limit.
 fn workgroup_index(wg: vec3<u32>, groups: vec3<u32>) -> u32 {
     return wg.y * groups.x + wg.x;

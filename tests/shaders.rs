@@ -141,7 +141,7 @@ fn every_kernel_variant_validates_with_naga() {
 
 /// Flags of fusions that only some models lower to: the kernel that must be seen with each, without
 /// and with the MASK flag.
-const FLAGS: [(Kernel, &str, &[bool]); 18] = [
+const FLAGS: [(Kernel, &str, &[bool]); 20] = [
     (Kernel::Conv2dWinogradForward, "CHECKED", &[false]),
     (Kernel::Conv2dWinogradForward, "CHANNEL_LOOP", &[false]),
     (Kernel::Conv2dWinogradWeightGrad, "POOLED", &[false]),
@@ -154,6 +154,8 @@ const FLAGS: [(Kernel, &str, &[bool]); 18] = [
     (Kernel::MaxPoolPath, "RELU_INPUT", &[false]),
     (Kernel::MaxPoolPath, "VEC4", &[false]),
     (Kernel::MaxPoolPath, "SLOPE", &[false]),
+    (Kernel::MaxPoolPath, "PACKED", &[false]),
+    (Kernel::Accumulate, "PACKED", &[false]),
     (Kernel::Diagnostics, "FOLDED", &[false]),
     (Kernel::Diagnostics, "ROW_LANES", &[false]),
     (Kernel::Diagnostics, "VEC4", &[false]),

@@ -381,10 +381,12 @@ pub struct Program {
     pub finish: Vec<Dispatch>,
     pub activation_lens: Vec<usize>,
     /// Per max-pool: values per row of its choice buffer (the maximum's position; with `soft`, every
-    /// element's share).
+    /// element's share; packed, a byte per output).
     pub argmax_lens: Vec<usize>,
     /// Per max-pool: elements per window.
     pub argmax_windows: Vec<usize>,
+    /// Values per row of `Slot::PathSlope` (the first max-pool's outputs; 0 without it).
+    pub slope_len: usize,
     /// Per stored soft ReLU mask: values per row.
     pub mask_lens: Vec<usize>,
     /// Soft attribution: tangent rows beside every activation, shares instead of choices.
@@ -445,6 +447,9 @@ pub const FOLDED_STORAGE_BUFFERS: u32 = 5;
 /// notes the blocks whose decisions it must take again in two u32 bit masks (with CHANNEL_LOOP, one
 /// channel's blocks in one).
 const CHECKED_BLOCKS: usize = 64;
+
+/// A packed max-pool choice where no element passes (`NO_CHOICE` in shaders/common.wgsl).
+const NO_CHOICE: usize = 255;
 
 /// `activation_of` of the values inside a fused conv block, which no buffer holds.
 pub const NOT_STORED: usize = usize::MAX;
@@ -790,6 +795,10 @@ impl Program {
         let mut activation_of = vec![0];
         let mut argmax_lens = Vec::new();
         let mut argmax_windows = Vec::new();
+        // With a folded first conv (points): whether its pool's choices are packed, and the pool's
+        // outputs per row (`Slot::PathSlope`).
+        let mut packed_choices = false;
+        let mut slope_len = 0;
         let mut argmax_of = vec![None; n];
         let mut forward_of = vec![None; n];
         // Output buffer of a fused conv block, by the index of its pool layer.
@@ -901,11 +910,19 @@ impl Program {
                     let Layer::MaxPool2d(pl) = layers[k] else {
                         unreachable!()
                     };
-                    argmax_of[k] = Some(argmax_lens.len());
-                    argmax_lens.push(stored.len());
-                    argmax_windows.push(pl.kernel[0] * pl.kernel[1]);
+                    let window = pl.kernel[0] * pl.kernel[1];
                     let (spec, extent) = path_pool(t, pl, output, stored, relu, false);
-                    let spec = spec.flag("SLOPE", true);
+                    // A vec4 lane's choices as bytes in one u32 (accumulate reads them).
+                    packed_choices = spec.has_flag("VEC4") && window < NO_CHOICE;
+                    argmax_of[k] = Some(argmax_lens.len());
+                    argmax_lens.push(if packed_choices {
+                        stored.len() / 4
+                    } else {
+                        stored.len()
+                    });
+                    argmax_windows.push(window);
+                    slope_len = stored.len();
+                    let spec = spec.flag("SLOPE", true).flag("PACKED", packed_choices);
                     let bindings = vec![
                         (4, Argmax(argmax_lens.len() - 1)),
                         (5, Rows),
@@ -1427,6 +1444,7 @@ impl Program {
                         };
                         let ([_, ch, cw], [_, ph, pw]) = (shapes[1].chw(), shapes[k + 1].chw());
                         spec.flag("FOLDED", true)
+                            .flag("PACKED", packed_choices)
                             .u32("PX", pool_px(pw))
                             .u32("ACC_LEN", total_len)
                             .u32("CONV_H", ch)
@@ -1597,6 +1615,7 @@ impl Program {
             activation_lens,
             argmax_lens,
             argmax_windows,
+            slope_len,
             mask_lens,
             soft,
             gradient_len: shapes.iter().map(|s| s.len()).max().unwrap(),
@@ -1643,8 +1662,7 @@ impl Program {
                 f(rows * self.argmax_lens[i] * if self.soft { self.argmax_windows[i] } else { 1 })
             }
             Slot::Mask(i) => f(rows * self.mask_lens[i]),
-            // The first max-pool (the folded conv's) has the first choice buffer.
-            Slot::PathSlope => f(rows * self.argmax_lens[0]),
+            Slot::PathSlope => f(rows * self.slope_len),
             Slot::Gradient(_) => f(rows * self.gradient_len),
             Slot::Labels => f(rows),
             Slot::Losses => f(2 * rows),
