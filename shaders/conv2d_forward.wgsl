@@ -4,12 +4,14 @@
 // With SOFT the conv also carries the tangent rows (without the bias) and the ReLU stores each value's
 // open share of the cell (MASK_OUT; see common.wgsl). Soft programs pool in a pass of their own.
 // With ENDS the rows are every image's input then every baseline instead of the chunk's path points (a
-// first layer folded along the path, see maxpool_path.wgsl).
+// first layer folded along the path, see maxpool_path.wgsl), and the lanes of a workgroup are
+// LANE_BLOCKS blocks of OCB output channels for each of WORKGROUP_SIZE / LANE_BLOCKS rows: at batch 1
+// there are 2 rows, and on a CPU adapter a workgroup costs its full width however few lanes it uses.
 // Lanes are rows; each workgroup computes one tile for WORKGROUP_SIZE rows: OCB output channels times
 // PX neighbouring outputs (pooled outputs with POOL) of one output row. Each input value loaded serves
 // OCB * KW products and each weight (read at a uniform address) PX products or more.
 // Specialization: WORKGROUP_SIZE, IN_C, IN_H, IN_W, OUT_C, OUT_H, OUT_W, KH, KW, SH, SW, PH, PW, OCB, PX,
-// with POOL also KPH, KPW, POOL_H, POOL_W. `param(i)` reads the weights [OUT_C, IN_C, KH, KW], then
+// with POOL also KPH, KPW, POOL_H, POOL_W, with ENDS LANE_BLOCKS. `param(i)` reads the weights [OUT_C, IN_C, KH, KW], then
 // the bias [OUT_C].
 
 @group(0) @binding(0) var<uniform> chunk: Chunk;
@@ -37,7 +39,13 @@ const STORED: u32 = OUT_C * OUT_H * OUT_W;
 
 const IN_LEN: u32 = IN_C * IN_H * IN_W;
 const BIAS: u32 = OUT_C * IN_C * KH * KW;
-const OC_BLOCKS: u32 = (OUT_C + OCB - 1u) / OCB;
+//#if ENDS
+const GROUP_ROWS: u32 = WORKGROUP_SIZE / LANE_BLOCKS;
+//#else
+const LANE_BLOCKS: u32 = 1u;
+const GROUP_ROWS: u32 = WORKGROUP_SIZE;
+//#endif
+const OC_BLOCKS: u32 = (OUT_C + OCB * LANE_BLOCKS - 1u) / (OCB * LANE_BLOCKS);
 const STRIPS: u32 = (GRID_W + PX - 1u) / PX;
 const TILES: u32 = OC_BLOCKS * GRID_H * STRIPS;
 // Inputs under one row of a tile.
@@ -56,19 +64,19 @@ fn row_count() -> u32 {
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
     let g = workgroup_index(wg, groups);
-    let place = tile_and_block(g, row_count(), WORKGROUP_SIZE, TILES);
-    let first = place.y * WORKGROUP_SIZE;
+    let place = tile_and_block(g, row_count(), GROUP_ROWS, TILES);
+    let first = place.y * GROUP_ROWS;
     if (place.x >= TILES || first >= row_count()) {
         return;
     }
     let tile = place.x;
-    let oc0 = (tile / (GRID_H * STRIPS)) * OCB;
+    let oc0 = ((tile / (GRID_H * STRIPS)) * LANE_BLOCKS + lane % LANE_BLOCKS) * OCB;
     let gy = (tile / STRIPS) % GRID_H;
     let gx0 = (tile % STRIPS) * PX;
     // Top-left conv output of the tile.
     let oy0 = gy * TILE_H;
     let ox0 = gx0 * (TILE_W / PX);
-    let r = first + lane;
+    let r = first + lane / LANE_BLOCKS;
     // Lanes past the last row leave at once: on a CPU adapter a group of SIMD lanes that all left
     // skips the tile's loops (BENCHMARKS.md).
     if (r >= row_count()) {

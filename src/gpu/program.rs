@@ -359,6 +359,21 @@ fn part(n: usize, max: usize) -> usize {
     n.div_ceil(n.div_ceil(max.max(1)))
 }
 
+/// A first conv at the path's ends (conv2d_forward.wgsl's ENDS), whose tile holds at most `channels`
+/// output channels: lanes per workgroup, channel blocks across them (LANE_BLOCKS), channels per
+/// lane. There are 2 rows per image, and on a CPU adapter a workgroup costs its full width however
+/// few lanes it uses, so the lanes split the tile's channels among 2 rows: at batch 1 the shipped
+/// model's took 0.23 against 0.50 ms (points) and 0.20 against 0.51 ms (soft cells) with one
+/// channel block (BENCHMARKS.md, "Fuller lanes, fewer stores").
+fn ends_lanes(t: &Tiling, channels: usize) -> (usize, usize, usize) {
+    let lanes = t.workgroup.min(8);
+    let mut blocks = (lanes / 2).min(channels).max(1);
+    while !lanes.is_multiple_of(blocks) {
+        blocks -= 1;
+    }
+    (lanes, blocks, channels.div_ceil(blocks))
+}
+
 fn gcd(a: usize, b: usize) -> usize {
     if b == 0 { a } else { gcd(b, a % b) }
 }
@@ -772,20 +787,20 @@ impl Program {
             // (maxpool_path.wgsl) and for dF/dalpha; the path points are never made.
             let [_, oh, ow] = shapes[1].chw();
             let px = part(ow, t.conv_strip);
-            let ocb = part(c.out_channels, (t.conv_channels * t.conv_strip / px).max(1));
-            // Few rows: on a CPU adapter a workgroup costs its full width however few rows it holds.
-            let lanes = t.workgroup.min(8);
+            let channels = part(c.out_channels, (t.conv_channels * t.conv_strip / px).max(1));
+            let (lanes, blocks, ocb) = ends_lanes(t, channels);
             let spec = layer_spec(lanes, &layers[0], shapes[0], shapes[1])
                 .flag("ENDS", true)
                 .u32("OCB", ocb)
+                .u32("LANE_BLOCKS", blocks)
                 .u32("PX", px);
             dispatches.push(dispatch(
                 Kernel::Conv2dForward,
                 params_decl(spec, params(0), max_uniform_bytes),
                 vec![(0, Chunk), (1, Params(0)), (2, Images), (3, Ends)],
                 Extent::Tiles {
-                    tiles: c.out_channels.div_ceil(ocb) * oh * ow.div_ceil(px),
-                    rows_per_workgroup: lanes,
+                    tiles: c.out_channels.div_ceil(ocb * blocks) * oh * ow.div_ceil(px),
+                    rows_per_workgroup: lanes / blocks,
                     of: Count::Ends,
                 },
                 "conv2d_forward (layer 0, path ends)".into(),
@@ -855,7 +870,12 @@ impl Program {
                     None => activation_of.push(dst),
                 }
             }
-            let spec = layer_spec(t.workgroup, layer, input, output)
+            let lanes = if ends {
+                ends_lanes(t, 1).0
+            } else {
+                t.workgroup
+            };
+            let spec = layer_spec(lanes, layer, input, output)
                 .flag("SOFT", soft && !ends)
                 .flag("ENDS", ends);
             let relu = i + 1 < n && relu_fused(i + 1);
@@ -1012,14 +1032,26 @@ impl Program {
                             (spec.u32("PX", px), oh * ow.div_ceil(px), px, vec![])
                         }
                     };
-                    let ocb = part(c.out_channels, (budget / tile_values).max(1));
-                    let spec = params_decl(spec.u32("OCB", ocb), params(i), max_uniform_bytes);
-                    let tiles = tiles * c.out_channels.div_ceil(ocb);
+                    let channels = part(c.out_channels, (budget / tile_values).max(1));
+                    let (blocks, ocb) = if ends {
+                        let (_, blocks, ocb) = ends_lanes(t, channels);
+                        (blocks, ocb)
+                    } else {
+                        (1, channels)
+                    };
+                    let spec = spec.u32("OCB", ocb);
+                    let spec = if ends {
+                        spec.u32("LANE_BLOCKS", blocks)
+                    } else {
+                        spec
+                    };
+                    let spec = params_decl(spec, params(i), max_uniform_bytes);
+                    let tiles = tiles * c.out_channels.div_ceil(ocb * blocks);
                     bindings.push((1, Params(i)));
                     bindings.extend(mask.map(|m| (4, Mask(m))));
                     let extent = Extent::Tiles {
                         tiles,
-                        rows_per_workgroup: t.workgroup,
+                        rows_per_workgroup: lanes / blocks,
                         of: if ends { Count::Ends } else { Count::Rows },
                     };
                     let spec = spec.flag("RELU", relu).flag("MASK_OUT", mask.is_some());
