@@ -191,8 +191,8 @@ pub struct Tiling {
     pub linear_features: usize,
     /// Attribution reads the weights of a linear layer too large for one uniform binding from several
     /// (src/gpu/windows.rs). On lavapipe a uniform read costs a third of a storage read: the 1568 ->
-    /// 64 layer's kernels took 0.55-0.6 of their time with soft cells, 0.7-0.8 with points
-    /// (BENCHMARKS.md, "Linear weights in uniform windows").
+    /// 64 layer's forward kernel took about two thirds of its time (mins, batch 1, points and soft
+    /// cells), its input gradient about 0.9 (BENCHMARKS.md, "Linear weights in uniform windows").
     pub linear_windows: bool,
     /// Which 3x3 stride-1 convs of attribution run as Winograd's F(2x2, 3x3).
     pub winograd: Winograd,
