@@ -191,8 +191,8 @@ pub struct Tiling {
     pub linear_features: usize,
     /// Attribution reads the weights of a linear layer too large for one uniform binding from several
     /// (src/gpu/windows.rs). On lavapipe a uniform read costs a third of a storage read: the 1568 ->
-    /// 64 layer's forward kernel took about two thirds of its time (mins, batch 1, points and soft
-    /// cells), its input gradient about 0.9 (BENCHMARKS.md, "Linear weights in uniform windows").
+    /// 64 layer's forward kernel took 0.67-0.82 of its time (mins, batch 1, points and soft cells),
+    /// its input gradient 0.87-1.0 (BENCHMARKS.md, "Linear weights in uniform windows").
     pub linear_windows: bool,
     /// Which 3x3 stride-1 convs of attribution run as Winograd's F(2x2, 3x3).
     pub winograd: Winograd,
@@ -359,19 +359,23 @@ fn part(n: usize, max: usize) -> usize {
     n.div_ceil(n.div_ceil(max.max(1)))
 }
 
-/// A first conv at the path's ends (conv2d_forward.wgsl's ENDS), whose tile holds at most `channels`
-/// output channels: lanes per workgroup, channel blocks across them (LANE_BLOCKS), channels per
-/// lane. There are 2 rows per image, and on a CPU adapter a workgroup costs its full width however
-/// few lanes it uses, so the lanes split the tile's channels among 2 rows: at batch 1 the shipped
-/// model's took 0.23 against 0.50 ms (points) and 0.20 against 0.51 ms (soft cells) with one
-/// channel block (BENCHMARKS.md, "Fuller lanes, fewer stores").
-fn ends_lanes(t: &Tiling, channels: usize) -> (usize, usize, usize) {
-    let lanes = t.workgroup.min(8);
+/// Lanes per workgroup of a first conv at the path's ends (conv2d_forward.wgsl's ENDS): few, since
+/// it has 2 rows per image.
+fn ends_lanes(t: &Tiling) -> usize {
+    t.workgroup.min(8)
+}
+
+/// The channel blocks across an ENDS workgroup's `lanes` (LANE_BLOCKS) and the channels per lane, for
+/// a tile of at most `channels` output channels. On a CPU adapter a workgroup costs its full width
+/// however few lanes it uses, so the lanes split the tile's channels among 2 rows: at batch 1 the
+/// shipped model's took 0.23 ms (points) and 0.20 ms (soft cells) against 0.50 and 0.51 ms with one
+/// block (BENCHMARKS.md, "Fuller lanes, fewer stores").
+fn ends_blocks(lanes: usize, channels: usize) -> (usize, usize) {
     let mut blocks = (lanes / 2).min(channels).max(1);
     while !lanes.is_multiple_of(blocks) {
         blocks -= 1;
     }
-    (lanes, blocks, channels.div_ceil(blocks))
+    (blocks, channels.div_ceil(blocks))
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -788,7 +792,8 @@ impl Program {
             let [_, oh, ow] = shapes[1].chw();
             let px = part(ow, t.conv_strip);
             let channels = part(c.out_channels, (t.conv_channels * t.conv_strip / px).max(1));
-            let (lanes, blocks, ocb) = ends_lanes(t, channels);
+            let lanes = ends_lanes(t);
+            let (blocks, ocb) = ends_blocks(lanes, channels);
             let spec = layer_spec(lanes, &layers[0], shapes[0], shapes[1])
                 .flag("ENDS", true)
                 .u32("OCB", ocb)
@@ -870,11 +875,7 @@ impl Program {
                     None => activation_of.push(dst),
                 }
             }
-            let lanes = if ends {
-                ends_lanes(t, 1).0
-            } else {
-                t.workgroup
-            };
+            let lanes = if ends { ends_lanes(t) } else { t.workgroup };
             let spec = layer_spec(lanes, layer, input, output)
                 .flag("SOFT", soft && !ends)
                 .flag("ENDS", ends);
@@ -1034,8 +1035,7 @@ impl Program {
                     };
                     let channels = part(c.out_channels, (budget / tile_values).max(1));
                     let (blocks, ocb) = if ends {
-                        let (_, blocks, ocb) = ends_lanes(t, channels);
-                        (blocks, ocb)
+                        ends_blocks(lanes, channels)
                     } else {
                         (1, channels)
                     };

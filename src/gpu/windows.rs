@@ -1,7 +1,8 @@
 //! A linear layer's weights cut into uniform-buffer windows.
 //!
 //! On lavapipe a read from a uniform buffer costs about a third of a read from a storage buffer
-//! (BENCHMARKS.md, "Linear weights in uniform windows"), but one uniform binding holds at most 64 KiB,
+//! (BENCHMARKS.md, "What lavapipe's memory operations cost"; what the windows gained: "Linear weights in
+//! uniform windows"), but one uniform binding holds at most 64 KiB,
 //! and the shipped CNN's 1568 -> 64 layer has 392 KiB of weights. So attribution binds them as several
 //! windows: window `w` holds every output's weights for inputs `w * inputs ..< (w + 1) * inputs`, as
 //! `[out][inputs]` (zero past the last input). The forward kernel's loop over inputs becomes one loop
