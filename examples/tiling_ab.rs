@@ -9,15 +9,17 @@
 //! (BENCHMARKS.md, "Where lavapipe's two threads wait"). For changes to a kernel's code rather than
 //! its tiling, add a `Tiling` field that turns it on.
 //!
-//! cargo run --release --example tiling_ab -- [--steps 50] [--images 1] [--pairs 100] [--only TEXT]
-//!     FIELD=VALUE ...
+//! cargo run --release --example tiling_ab -- [--steps 50] [--cells N] [--images 1] [--pairs 100]
+//!     [--only TEXT] FIELD=VALUE ...
 //!
 //! FIELD is a `Tiling` field (see `gig::gpu::Tiling`): workgroup, soft_workgroup, conv_channels,
-//! conv_strip, pool_strip, linear_workgroup, linear_rows, soft_linear_rows, linear_features,
+//! conv_strip, pool_strip, linear_workgroup, linear_rows, linear_features,
 //! winograd_channels, winograd_soft_channels, winograd_strip, winograd_backward_channels,
 //! winograd_backward_workgroup, checked_winograd_channels, pooled_backward_channels,
 //! soft_pooled_backward_channels, weight_grad_strip, weight_grad_products, diagnostics_row_lanes
-//! (numbers), linear_windows, winograd_channel_loop, pooled_direct_backward (true or false).
+//! (numbers), linear_windows, winograd_channel_loop, pooled_direct_backward, fit_lane_rows (true or
+//! false).
+//! `--cells N` runs N soft cells (the adaptive method's kernels) instead of Gauss-Legendre points.
 //! `--only` keeps the kernels whose label contains TEXT (comma-separated alternatives).
 
 use gig::gpu::Tiling;
@@ -44,7 +46,6 @@ fn set(t: &mut Tiling, field: &str, value: &str) -> Result<(), String> {
         "pool_strip" => t.pool_strip = number()?,
         "linear_workgroup" => t.linear_workgroup = number()?,
         "linear_rows" => t.linear_rows = number()?,
-        "soft_linear_rows" => t.soft_linear_rows = number()?,
         "linear_features" => t.linear_features = number()?,
         "winograd_channels" => t.winograd_channels = number()?,
         "winograd_soft_channels" => t.winograd_soft_channels = number()?,
@@ -60,6 +61,7 @@ fn set(t: &mut Tiling, field: &str, value: &str) -> Result<(), String> {
         "linear_windows" => t.linear_windows = flag()?,
         "winograd_channel_loop" => t.winograd_channel_loop = flag()?,
         "pooled_direct_backward" => t.pooled_direct_backward = flag()?,
+        "fit_lane_rows" => t.fit_lane_rows = flag()?,
         _ => return Err(format!("unknown Tiling field {field}")),
     }
     Ok(())
@@ -72,6 +74,7 @@ fn median(v: &mut [f64]) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut steps, mut images, mut pairs, mut only) = (50, 1, 100, String::new());
+    let mut cells = None;
     let gpu = Gpu::new(&GpuOptions::default())?;
     let a_tiling = Tiling::for_adapter(&gpu.info);
     let mut b_tiling = a_tiling;
@@ -80,6 +83,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
         match arg.as_str() {
             "--steps" => steps = value()?.parse()?,
+            "--cells" => cells = Some(value()?.parse::<usize>()?),
             "--images" => images = value()?.parse()?,
             "--pairs" => pairs = value()?.parse()?,
             "--only" => only = value()?,
@@ -107,7 +111,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         vec![0.0; images * dim],
         (0..images).map(|i| i % 10).collect(),
     )?;
-    let plans = vec![PathPlan::new(Rule::GaussLegendre.nodes(steps)?, vec![0.0, 1.0]); images];
+    let plan = match cells {
+        Some(n) => PathPlan::cells(Rule::RiemannMiddle.nodes(n)?, vec![0.0, 1.0]),
+        None => PathPlan::new(Rule::GaussLegendre.nodes(steps)?, vec![0.0, 1.0]),
+    };
+    let plans = vec![plan; images];
     let engine = |tiling| -> Result<Engine, Box<dyn std::error::Error>> {
         let options = EngineOptions {
             tiling: Some(tiling),
@@ -123,8 +131,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut a = engine(a_tiling)?;
     let mut b = engine(b_tiling)?;
+    let what = match cells {
+        Some(n) => format!("{n} soft cells"),
+        None => format!("{steps} Gauss-Legendre steps"),
+    };
     println!(
-        "{}, {images} image(s) x {steps} Gauss-Legendre steps, {pairs} pairs",
+        "{}, {images} image(s) x {what}, {pairs} pairs",
         gpu.describe()
     );
     let (la, lb) = (a.dispatch_labels(), b.dispatch_labels());

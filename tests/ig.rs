@@ -985,3 +985,49 @@ fn a_kernel_runs_again_alone_after_an_evaluation() {
         "{err}"
     );
 }
+
+#[test]
+fn linear_kernels_fitted_to_small_chunks_give_the_same_bits() {
+    // A chunk with fewer rows than a linear workgroup holds (8 lanes of 8 rows) runs a variant with
+    // fewer rows per lane; each row's sums are the same, so the attributions are bit for bit those
+    // of the full kernels, for points and soft cells, from 1 row per lane (small chunks) to 7.
+    let model = Model::random_from_arch(
+        "conv(1,4,3,p1) relu maxpool2 flatten linear(144,12) relu linear(12,5)",
+        [1, 12, 12],
+        7,
+    )
+    .unwrap();
+    let b = batch(&model, 2, 90);
+    let cpu = CpuBackend::new(&model)
+        .evaluate(&b, &[cells(9), cells(9)])
+        .unwrap();
+    for rows in [None, Some(5), Some(13)] {
+        let run = |fit_lane_rows, plans: &[gig::schedule::PathPlan]| {
+            let options = EngineOptions {
+                tiling: Some(Tiling {
+                    fit_lane_rows,
+                    ..Tiling::CPU
+                }),
+                max_rows_per_chunk: rows,
+                ..EngineOptions::default()
+            };
+            let mut e = Engine::new(gpu(), &model, options).unwrap();
+            e.evaluate(&b, plans).unwrap().attributions
+        };
+        for plans in [
+            vec![
+                gig::schedule::PathPlan::new(
+                    Rule::GaussLegendre.nodes(25).unwrap(),
+                    vec![0.0, 1.0]
+                );
+                2
+            ],
+            vec![cells(9), cells(9)],
+        ] {
+            let (fitted, full) = (run(true, &plans), run(false, &plans));
+            assert_eq!(fitted, full, "chunks of {rows:?} rows");
+        }
+        let err = rel_l2(&run(true, &[cells(9), cells(9)]), &cpu.attributions);
+        assert!(err < 1e-5, "chunks of {rows:?} rows: soft GPU vs CPU {err}");
+    }
+}

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::model::{Layer, Model, layer_name};
 use crate::ops::{self, Params64};
 use std::collections::HashMap;
+use std::sync::Mutex;
 use wgpu::util::DeviceExt;
 
 pub struct Compiled {
@@ -30,6 +31,9 @@ pub struct Compiled {
     sizes: Sizes,
     /// One per dispatch of `program.all()`, once the buffers exist.
     bind_groups: Vec<wgpu::BindGroup>,
+    /// Variants with fewer rows per lane (`Dispatch::lane_rows`), by dispatch and rows per lane: made
+    /// on first use, over the current buffers.
+    fitted: Mutex<HashMap<(usize, usize), (wgpu::ComputePipeline, wgpu::BindGroup)>>,
     /// While profiling: timestamps around every dispatch.
     profiler: Option<Profiler>,
 }
@@ -158,6 +162,7 @@ impl Compiled {
             buffers: HashMap::new(),
             sizes: Sizes::default(),
             bind_groups: Vec::new(),
+            fitted: Mutex::new(HashMap::new()),
             profiler: None,
         })
     }
@@ -266,6 +271,7 @@ impl Compiled {
         };
         let device = &self.gpu.device;
         self.bind_groups.clear();
+        self.fitted.lock().unwrap().clear();
         self.buffers.clear();
         let scope = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         for slot in self.program.slots() {
@@ -299,23 +305,56 @@ impl Compiled {
             .program
             .all()
             .zip(&self.pipelines)
-            .map(|(d, pipeline)| {
-                let entries: Vec<wgpu::BindGroupEntry> = d
-                    .bindings
-                    .iter()
-                    .map(|&(binding, slot)| wgpu::BindGroupEntry {
-                        binding,
-                        resource: self.buffer(slot).as_entire_binding(),
-                    })
-                    .collect();
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&d.label),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                })
-            })
+            .map(|(d, pipeline)| self.bind_group(d, pipeline))
             .collect();
         Ok(())
+    }
+
+    /// Dispatch `d`'s bindings over the current buffers, for `pipeline` (whose layout is its own).
+    fn bind_group(
+        &self,
+        d: &program::Dispatch,
+        pipeline: &wgpu::ComputePipeline,
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry> = d
+            .bindings
+            .iter()
+            .map(|&(binding, slot)| wgpu::BindGroupEntry {
+                binding,
+                resource: self.buffer(slot).as_entire_binding(),
+            })
+            .collect();
+        self.gpu
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&d.label),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+    }
+
+    /// Rows per lane for dispatch `i` in chunk `c` when fewer than its `lane_rows`: the fewest that
+    /// hold the chunk's rows in one workgroup. On a CPU adapter a lane computes all its rows whether
+    /// they exist or not: 50 rows in 8 lanes of 8 took 7-9% longer in the 1568 -> 64 layer's kernels
+    /// than in 8 lanes of 7 (BENCHMARKS.md, "Linear kernels fitted to the chunk"). Same sums, same bits.
+    pub fn fitted_rows(&self, i: usize, c: &ChunkUniform) -> Option<usize> {
+        let d = self.program.all().nth(i).unwrap();
+        let (
+            Some(rb),
+            Extent::Tiles {
+                rows_per_workgroup,
+                of,
+                ..
+            },
+        ) = (d.lane_rows, d.extent)
+        else {
+            return None;
+        };
+        let lanes = rows_per_workgroup / rb;
+        let n = count(of, c) as usize;
+        (n > 0 && n < rows_per_workgroup)
+            .then(|| n.div_ceil(lanes))
+            .filter(|&r| r < rb)
     }
 
     /// Writes the per-chunk uniform.
@@ -325,12 +364,14 @@ impl Compiled {
             .write_buffer(self.buffer(Slot::Chunk), 0, bytemuck::bytes_of(chunk));
     }
 
-    /// Workgroups dispatch `i` needs for chunk `c`.
-    pub fn workgroups(&self, i: usize, c: &ChunkUniform) -> u64 {
+    /// Workgroups dispatch `i` needs for chunk `c`, or its `fitted` variant (`fitted_rows`).
+    fn workgroups(&self, i: usize, c: &ChunkUniform, fitted: bool) -> u64 {
         let d = self.program.all().nth(i).unwrap();
         let size = d.spec.get("WORKGROUP_SIZE").unwrap_or(64) as u64;
         match d.extent {
             Extent::Invocations { per, of } => (per as u64 * count(of, c)).div_ceil(size),
+            // A fitted variant's workgroup holds every row of the chunk: one per tile.
+            Extent::Tiles { tiles, .. } if fitted => tiles as u64,
             Extent::Tiles {
                 tiles,
                 rows_per_workgroup,
@@ -343,7 +384,10 @@ impl Compiled {
 
     /// Records dispatch `i` of `program.all()`; returns whether it dispatched anything.
     pub fn record(&self, pass: &mut wgpu::ComputePass<'_>, i: usize, c: &ChunkUniform) -> bool {
-        let workgroups = self.workgroups(i, c) as u32;
+        let fitted = self
+            .fitted_rows(i, c)
+            .and_then(|rows| self.fitted_variant(i, rows));
+        let workgroups = self.workgroups(i, c, fitted.is_some()) as u32;
         if workgroups == 0 {
             return false;
         }
@@ -354,10 +398,37 @@ impl Compiled {
         } else {
             (max, workgroups.div_ceil(max))
         };
-        pass.set_pipeline(&self.pipelines[i]);
-        pass.set_bind_group(0, &self.bind_groups[i], &[]);
+        let (pipeline, group) = match &fitted {
+            Some((pipeline, group)) => (pipeline, group),
+            None => (&self.pipelines[i], &self.bind_groups[i]),
+        };
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, group, &[]);
         pass.dispatch_workgroups(x, y, 1);
         true
+    }
+
+    /// Dispatch `i` with `rows` rows per lane over the current buffers, compiled on first use; None
+    /// if it does not compile (the dispatch then runs as it is).
+    fn fitted_variant(
+        &self,
+        i: usize,
+        rows: usize,
+    ) -> Option<(wgpu::ComputePipeline, wgpu::BindGroup)> {
+        let mut fitted = self.fitted.lock().unwrap();
+        if let Some(v) = fitted.get(&(i, rows)) {
+            return Some(v.clone());
+        }
+        let d = self.program.all().nth(i).unwrap();
+        let spec = d.spec.clone().with_u32("RB", rows);
+        let pipeline = self
+            .gpu
+            .pipelines
+            .get(&self.gpu.device, d.kernel, &spec)
+            .ok()?;
+        let group = self.bind_group(d, &pipeline);
+        fitted.insert((i, rows), (pipeline.clone(), group.clone()));
+        Some((pipeline, group))
     }
 
     /// Records dispatches `indices` in one compute pass, or one pass each with timestamps while

@@ -147,7 +147,6 @@ impl Engine {
             let tiling = if soft {
                 Tiling {
                     workgroup: self.tiling.soft_workgroup,
-                    linear_rows: self.tiling.soft_linear_rows,
                     pooled_backward_channels: self.tiling.soft_pooled_backward_channels,
                     ..self.tiling
                 }

@@ -182,6 +182,12 @@ impl Spec {
         self
     }
 
+    /// The same spec with constant `name` set to `value` (replacing it, if set).
+    pub fn with_u32(mut self, name: &'static str, value: usize) -> Spec {
+        self.consts.retain(|(n, _)| *n != name);
+        self.u32(name, value)
+    }
+
     /// A signed constant `const NAME: i32 = value;` (names ending in `_I`, by convention).
     pub fn i32(mut self, name: &'static str, value: i64) -> Spec {
         self.consts.push((name, value));

@@ -119,6 +119,10 @@ pub struct Dispatch {
     /// Bytes of activations, gradients and argmax read and written per counted item (weights and
     /// caches aside): the memory traffic of the roofline.
     pub bytes_per_row: f64,
+    /// Rows per lane (the kernel's RB) of a kernel whose lanes each take several rows: a chunk with
+    /// fewer rows than a workgroup holds runs a variant with fewer (`Compiled::fitted_rows`), since
+    /// every lane computes all RB rows whether they exist or not.
+    pub lane_rows: Option<usize>,
 }
 
 impl Dispatch {
@@ -153,6 +157,7 @@ fn dispatch(
         label,
         flops_per_row: 0.0,
         bytes_per_row: 0.0,
+        lane_rows: None,
     }
 }
 
@@ -180,13 +185,9 @@ pub struct Tiling {
     /// gather even at a uniform address, so each one should serve many rows: 8 lanes of 8 rows made the
     /// 1568 -> 64 layer's kernels 30-35% faster than 16 lanes of 4 (BENCHMARKS.md).
     pub linear_workgroup: usize,
-    /// Rows per lane of the linear kernels.
+    /// Rows per lane of the linear kernels, points and soft cells alike: a chunk with fewer rows
+    /// than a workgroup holds runs with fewer (`fit_lane_rows`).
     pub linear_rows: usize,
-    /// The same for the soft kernels. On a CPU adapter a linear workgroup costs its full RB rows per
-    /// lane however few rows a chunk has, and adaptive rounds at batch 1 have a few dozen: 4 rows made
-    /// the soft 1568 -> 64 kernels a third (forward) and a fifth (backward) faster there than 8, which
-    /// suit points (BENCHMARKS.md).
-    pub soft_linear_rows: usize,
     /// Outputs (forward) or inputs (backward) per linear tile.
     pub linear_features: usize,
     /// Attribution reads the weights of a linear layer too large for one uniform binding from several
@@ -247,6 +248,10 @@ pub struct Tiling {
     /// Training's linear weight gradient: lanes per workgroup, input features per lane, outputs per
     /// workgroup.
     pub linear_grad: [usize; 3],
+    /// Whether the linear kernels run a chunk with fewer rows than a workgroup holds with fewer rows
+    /// per lane (`Dispatch::lane_rows`): on a CPU adapter a lane computes all its rows whether they
+    /// exist or not (BENCHMARKS.md, "Linear kernels fitted to the chunk").
+    pub fit_lane_rows: bool,
     /// Attribution's per-row sums (diagnostics.wgsl): 0 for a workgroup per row and a tree reduction
     /// (GPUs), else a lane per row in workgroups of this many lanes. On lavapipe a workgroup barrier
     /// is costly: lanes over rows took about half the tree's time (0.11-0.18 of the Winograd input
@@ -263,7 +268,6 @@ impl Tiling {
         pool_strip: 16,
         linear_workgroup: 8,
         linear_rows: 8,
-        soft_linear_rows: 4,
         linear_features: 16,
         linear_windows: true,
         winograd: Winograd::Safe,
@@ -281,6 +285,7 @@ impl Tiling {
         weight_grad_products: 576,
         linear_grad: [8, 16, 16],
         diagnostics_row_lanes: 8,
+        fit_lane_rows: true,
     };
 
     pub const GPU: Tiling = Tiling {
@@ -291,7 +296,6 @@ impl Tiling {
         pool_strip: 4,
         linear_workgroup: 64,
         linear_rows: 1,
-        soft_linear_rows: 1,
         linear_features: 8,
         linear_windows: false,
         winograd: Winograd::Never,
@@ -309,6 +313,7 @@ impl Tiling {
         weight_grad_products: 144,
         linear_grad: [64, 4, 8],
         diagnostics_row_lanes: 0,
+        fit_lane_rows: false,
     };
 
     /// The tiling suited to an adapter: [`Tiling::CPU`] for software adapters, else [`Tiling::GPU`].
@@ -1636,6 +1641,10 @@ impl Program {
         }
         for d in dispatches.iter_mut().chain(&mut finish) {
             (d.flops_per_row, d.bytes_per_row) = cost(d, shapes);
+            if t.fit_lane_rows && matches!(d.kernel, Kernel::LinearForward | Kernel::LinearBackward)
+            {
+                d.lane_rows = d.spec.get("RB").map(|rb| rb as usize);
+            }
         }
         let mask_lens = (0..n)
             .filter(|&i| masks[i].is_some())
