@@ -6,8 +6,8 @@
 //! both and the median of B / A over the pairs. Each pair runs within milliseconds, so both see the
 //! machine in the same state: on the 2-core lavapipe box, whose speed drifts by 2x from hour to hour,
 //! unchanged kernels come out within 1-3% of 1, where whole `gig bench` runs do not resolve 10%
-//! (BENCHMARKS.md, "Where lavapipe's two threads wait"). For changes to a kernel's code rather than
-//! its tiling, add a `Tiling` field that turns it on.
+//! (BENCHMARKS.md, "The second conv along the path, and lavapipe's thread pool"). For changes to a
+//! kernel's code rather than its tiling, add a `Tiling` field that turns it on (as `fit_lane_rows`).
 //!
 //! cargo run --release --example tiling_ab -- [--steps 50] [--cells N] [--images 1] [--pairs 100]
 //!     [--only TEXT] FIELD=VALUE ...

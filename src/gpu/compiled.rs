@@ -335,9 +335,10 @@ impl Compiled {
 
     /// Rows per lane for dispatch `i` in chunk `c` when fewer than its `lane_rows`: the fewest that
     /// hold the chunk's rows in one workgroup. On a CPU adapter a lane computes all its rows whether
-    /// they exist or not: 50 rows in 8 lanes of 8 took 7-9% longer in the 1568 -> 64 layer's kernels
-    /// than in 8 lanes of 7 (BENCHMARKS.md, "Linear kernels fitted to the chunk"). Same sums, same bits.
-    pub fn fitted_rows(&self, i: usize, c: &ChunkUniform) -> Option<usize> {
+    /// they exist or not: 50 rows in 8 lanes of 8 took 6-9% longer in the 1568 -> 64 layer's kernels
+    /// than in 8 lanes of 7 (BENCHMARKS.md, "The second conv along the path, and lavapipe's thread
+    /// pool"). Same sums, same bits.
+    fn fitted_rows(&self, i: usize, c: &ChunkUniform) -> Option<usize> {
         let d = self.program.all().nth(i).unwrap();
         let (
             Some(rb),

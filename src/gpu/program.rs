@@ -250,7 +250,7 @@ pub struct Tiling {
     pub linear_grad: [usize; 3],
     /// Whether the linear kernels run a chunk with fewer rows than a workgroup holds with fewer rows
     /// per lane (`Dispatch::lane_rows`): on a CPU adapter a lane computes all its rows whether they
-    /// exist or not (BENCHMARKS.md, "Linear kernels fitted to the chunk").
+    /// exist or not (BENCHMARKS.md, "The second conv along the path, and lavapipe's thread pool").
     pub fit_lane_rows: bool,
     /// Attribution's per-row sums (diagnostics.wgsl): 0 for a workgroup per row and a tree reduction
     /// (GPUs), else a lane per row in workgroups of this many lanes. On lavapipe a workgroup barrier
